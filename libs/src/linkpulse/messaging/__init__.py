@@ -1,0 +1,1 @@
+"""All nats-py calls live here: connections, stream and consumer definitions, publishing."""

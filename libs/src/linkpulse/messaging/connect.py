@@ -1,0 +1,61 @@
+"""NATS connections that reconnect forever and tell their owner about it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+from linkpulse.settings import NatsSettings
+
+__all__ = ["connect"]
+
+log = structlog.get_logger(__name__)
+
+
+async def connect(
+    settings: NatsSettings,
+    name: str,
+    *,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    pending_size: int = 8 * 1024 * 1024,
+) -> Client:
+    """Connect to NATS, retrying the first connection too, so start order does not matter.
+
+    Args:
+        settings: server URLs and reconnect policy.
+        name: client name shown by the server (`linkpulse-redirect`, ...).
+        on_reconnect: called after every reconnect; caches use it to drop what they may have missed.
+        on_disconnect: called when the connection drops.
+        pending_size: bytes buffered while disconnected before publishes fail (then the spill file takes them).
+    """
+
+    async def _error(exc: Exception) -> None:
+        log.warning("nats.error", error=str(exc) or type(exc).__name__)
+
+    async def _disconnected() -> None:
+        log.warning("nats.disconnected")
+        if on_disconnect is not None:
+            await on_disconnect()
+
+    async def _reconnected() -> None:
+        log.info("nats.reconnected")
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    return await nats.connect(
+        servers=[u.strip() for u in settings.url.split(",") if u.strip()],
+        name=name,
+        connect_timeout=settings.connect_timeout,
+        reconnect_time_wait=settings.reconnect_wait,
+        max_reconnect_attempts=settings.max_reconnect_attempts,
+        allow_reconnect=True,
+        retry_on_failed_connect=True,
+        pending_size=pending_size,
+        error_cb=_error,
+        disconnected_cb=_disconnected,
+        reconnected_cb=_reconnected,
+    )

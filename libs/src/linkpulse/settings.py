@@ -1,0 +1,135 @@
+"""Typed settings: one frozen struct per concern, read from `LINKPULSE_<GROUP>_<FIELD>` variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+__all__ = [
+    "ClicksSettings",
+    "DatabaseSettings",
+    "HttpSettings",
+    "NatsSettings",
+    "RedisSettings",
+    "SettingsError",
+    "env_names",
+    "from_env",
+]
+
+PREFIX = "LINKPULSE_"
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class SettingsError(ValueError):
+    """A `LINKPULSE_*` variable holds a value its setting cannot take."""
+
+
+class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = "nats://127.0.0.1:4222"
+    """NATS server URL(s), comma separated; default is a local server."""
+    connect_timeout: float = 2.0
+    """Seconds per connection attempt; short so a pod starting before NATS retries quickly."""
+    max_reconnect_attempts: int = -1
+    """-1 reconnects forever: a service outlives any NATS restart."""
+    reconnect_wait: float = 0.5
+    """Seconds between reconnect attempts."""
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL holding the `link:<code>` records."""
+    timeout: float = 0.25
+    """Socket timeout in seconds: a slow Redis must not hold a redirect for long."""
+    ttl: int = 86400
+    """Seconds a link record lives in Redis; writes refresh it, so only cold links expire."""
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = "postgresql://postgres@127.0.0.1:5432/linkpulse"
+    """Postgres DSN."""
+    pool_min: int = 1
+    """Connections kept open per process."""
+    pool_max: int = 10
+    """Upper bound per process; ingest needs one per shard loop in flight."""
+    command_timeout: float = 10.0
+    """Seconds before a statement is abandoned."""
+
+
+class ClicksSettings(msgspec.Struct, frozen=True, kw_only=True):
+    shards: int = 16
+    """Shard count of `clicks.<shard>`; publishers and consumers must agree, so it is shared."""
+    replicas: int = 1
+    """Stream replicas: 1 locally, 3 in the chart."""
+    max_age: float = 7 * 86400.0
+    """Seconds a click stays in the stream: the replay window."""
+    max_bytes: int = 8 * 1024**3
+    """Stream size cap; `discard: new` turns overflow into a publish error, never a silent loss."""
+    duplicate_window: float = 120.0
+    """Seconds JetStream remembers a `Nats-Msg-Id`: retries within it are stored once."""
+
+
+class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds; the chart sets 0.0.0.0."""
+    port: int = 8000
+    """HTTP port (redirect 8000, admin 8001 by default)."""
+    workers: int = 1
+    """Server worker processes; the HPA scales pods, this scales within one."""
+    log_level: str = "info"
+    """Log level for the service and its server."""
+
+
+def env_names(cls: type[msgspec.Struct]) -> list[str]:
+    """Every `LINKPULSE_*` variable a settings class reads, for docs and the chart test."""
+    names: list[str] = []
+    for group in msgspec.structs.fields(cls):
+        sub = _struct_type(group.type)
+        if sub is None:
+            names.append(f"{PREFIX}{group.name.upper()}")
+            continue
+        names.extend(f"{PREFIX}{group.name.upper()}_{f.name.upper()}" for f in msgspec.structs.fields(sub))
+    return names
+
+
+def from_env(cls: type[T], environ: Mapping[str, str]) -> T:
+    """Build `cls` from `LINKPULSE_<GROUP>_<FIELD>` variables.
+
+    Strings are converted leniently ("16" → 16, "true" → True); an invalid value raises
+    SettingsError naming the variable.
+    """
+    data: dict[str, Any] = {}
+    for group in msgspec.structs.fields(cls):
+        sub = _struct_type(group.type)
+        if sub is None:
+            key = f"{PREFIX}{group.name.upper()}"
+            if key in environ:
+                data[group.name] = environ[key]
+            continue
+        values = {
+            f.name: environ[key]
+            for f in msgspec.structs.fields(sub)
+            if (key := f"{PREFIX}{group.name.upper()}_{f.name.upper()}") in environ
+        }
+        if values:
+            data[group.name] = values
+    try:
+        return msgspec.convert(data, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_variable(str(exc))) from None
+
+
+def _struct_type(tp: Any) -> type[msgspec.Struct] | None:
+    return tp if isinstance(tp, type) and issubclass(tp, msgspec.Struct) else None
+
+
+def _name_variable(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.clicks.shards`"; users know variables, not paths.
+    head, sep, path = message.partition(" - at `$.")
+    if not sep:
+        return message
+    parts = path.rstrip("`").split(".")
+    return f"{PREFIX}{'_'.join(p.upper() for p in parts)}: {head}"
+

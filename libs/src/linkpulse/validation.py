@@ -1,0 +1,86 @@
+"""Pure checks for user input: link codes and target URLs. No I/O, unit tested without servers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "CODE_PATTERN",
+    "MAX_URL_BYTES",
+    "RESERVED_CODES",
+    "InvalidInput",
+    "validate_code",
+    "validate_url",
+]
+
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_URL_BYTES = 2048
+# Paths the services answer themselves, or will: a link must never shadow them.
+RESERVED_CODES = frozenset(
+    {"api", "healthz", "readyz", "metrics", "schema", "docs", "admin", "static", "favicon.ico", "robots.txt"}
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class InvalidInput(ValueError):
+    """User input that must be refused with a 4xx; the message is the reason shown to the user."""
+
+
+def validate_code(code: str) -> str:
+    """Return the code if it is a valid custom code, else raise InvalidInput."""
+    if not CODE_PATTERN.fullmatch(code):
+        raise InvalidInput("code must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    if code.lower() in RESERVED_CODES:
+        raise InvalidInput(f"code {code!r} is reserved")
+    return code
+
+
+def validate_url(url: str, own_hosts: Collection[str] = ()) -> str:
+    """Return the normalised target URL (IDN host as punycode) or raise InvalidInput.
+
+    Args:
+        url: the target as the user sent it.
+        own_hosts: hosts that serve this shortener; a target there would loop.
+    """
+    if _CONTROL.search(url):
+        raise InvalidInput("url must not contain control characters (CR, LF, tab, NUL...)")
+    if len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+        raise InvalidInput(f"url must be at most {MAX_URL_BYTES} bytes")
+    if url != url.strip() or " " in url:
+        raise InvalidInput("url must not contain spaces")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"url is malformed: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput("url scheme must be http or https")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("url must not contain credentials")
+    host = parts.hostname
+    if not host:
+        raise InvalidInput("url must have a host")
+    ascii_host = _punycode(host)
+    if ascii_host in {h.lower() for h in own_hosts}:
+        raise InvalidInput("url points at this shortener, which would loop")
+    netloc = ascii_host if ":" not in ascii_host else f"[{ascii_host}]"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    normalised = urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
+    if len(normalised.encode()) > MAX_URL_BYTES:
+        raise InvalidInput(f"url must be at most {MAX_URL_BYTES} bytes")
+    return normalised
+
+
+def _punycode(host: str) -> str:
+    host = host.rstrip(".").lower()
+    if host.isascii():
+        if not re.fullmatch(r"[a-z0-9._:\-\[\]]+", host):
+            raise InvalidInput("url host has invalid characters")
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidInput("url host is not a valid internationalised domain name") from None

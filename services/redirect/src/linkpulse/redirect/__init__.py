@@ -1,0 +1,1 @@
+"""Linkpulse redirect service."""
