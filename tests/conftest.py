@@ -1,0 +1,112 @@
+"""Real servers for every test: nats-server, redis-server and PostgreSQL from their wheels.
+
+Servers start once per session (store dir → server on a free port → client, as nats.py does);
+each test gets a fresh database cloned from a migrated template, empty streams and an empty Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+import redis
+from nats.js.errors import NotFoundError
+
+from linkpulse.db.migrate import migrate
+from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
+from linkpulse.messaging.streams import CLICKS_STREAM, LINKS_STREAM, ensure_streams
+from linkpulse.settings import ClicksSettings
+
+TEMPLATE_DB = "linkpulse_template"
+TEST_SHARDS = 4
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder holding every session server's data and logs."""
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_dir: Path) -> Iterator[NatsServer]:
+    """nats-server with JetStream on a free port, for the whole session."""
+    server = NatsServer(servers_dir / "nats", log_path=servers_dir / "logs" / "nats.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(servers_dir: Path) -> Iterator[RedisServer]:
+    """redis-server on a free port, for the whole session."""
+    server = RedisServer(servers_dir / "redis", log_path=servers_dir / "logs" / "redis.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(servers_dir: Path) -> Iterator[PostgresServer]:
+    """PostgreSQL on a free port with a migrated template database to clone per test."""
+    server = PostgresServer(
+        servers_dir / "postgres", log_path=servers_dir / "logs" / "postgres.log", database=TEMPLATE_DB
+    ).start()
+    asyncio.run(migrate(server.url_for(TEMPLATE_DB)))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated database for one test (a clone of the template)."""
+    name = f"test_{next(_db_counter)}"
+    postgres_server.create_database(name, template=TEMPLATE_DB)
+    yield postgres_server.url_for(name)
+    postgres_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', database="postgres")
+
+
+@pytest.fixture
+def clicks_settings() -> ClicksSettings:
+    """Stream settings for tests: fewer shards than production keeps consumers cheap."""
+    return ClicksSettings(shards=TEST_SHARDS, max_bytes=256 * 1024**2)
+
+
+@pytest.fixture
+async def nats_url(nats_server: NatsServer, clicks_settings: ClicksSettings) -> AsyncIterator[str]:
+    """The session NATS server with CLICKS and LINKS recreated empty for this test."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    for stream in (CLICKS_STREAM, LINKS_STREAM):
+        try:
+            await js.delete_stream(stream)
+        except NotFoundError:
+            pass
+    await ensure_streams(js, clicks_settings)
+    await nc.close()
+    yield nats_server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session Redis, emptied for this test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def service_env(
+    nats_url: str, redis_url: str, database_url: str, clicks_settings: ClicksSettings
+) -> dict[str, str]:
+    """The `LINKPULSE_*` variables that point a service at this test's servers."""
+    return {
+        "LINKPULSE_NATS_URL": nats_url,
+        "LINKPULSE_REDIS_URL": redis_url,
+        "LINKPULSE_DATABASE_URL": database_url,
+        "LINKPULSE_CLICKS_SHARDS": str(clicks_settings.shards),
+        "LINKPULSE_CLICKS_MAX_BYTES": str(clicks_settings.max_bytes),
+    }
