@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import nats
 import structlog
 from nats.aio.client import Client
+from nats.errors import NoServersError
 
 from linkpulse.settings import NatsSettings
 
@@ -46,16 +48,22 @@ async def connect(
         if on_reconnect is not None:
             await on_reconnect()
 
-    return await nats.connect(
-        servers=[u.strip() for u in settings.url.split(",") if u.strip()],
-        name=name,
-        connect_timeout=settings.connect_timeout,
-        reconnect_time_wait=settings.reconnect_wait,
-        max_reconnect_attempts=settings.max_reconnect_attempts,
-        allow_reconnect=True,
-        retry_on_failed_connect=True,
-        pending_size=pending_size,
-        error_cb=_error,
-        disconnected_cb=_disconnected,
-        reconnected_cb=_reconnected,
-    )
+    servers = [u.strip() for u in settings.url.split(",") if u.strip()]
+    while True:
+        try:
+            return await nats.connect(
+                servers=servers,
+                name=name,
+                connect_timeout=settings.connect_timeout,
+                reconnect_time_wait=settings.reconnect_wait,
+                max_reconnect_attempts=settings.max_reconnect_attempts,
+                allow_reconnect=True,
+                pending_size=pending_size,
+                error_cb=_error,
+                disconnected_cb=_disconnected,
+                reconnected_cb=_reconnected,
+            )
+        except (NoServersError, OSError, TimeoutError) as exc:
+            # nats-py gives up on a first connection at once; services must not care who starts first.
+            log.warning("nats.connect_failed", error=type(exc).__name__, retry_in=settings.reconnect_wait)
+            await asyncio.sleep(settings.reconnect_wait)

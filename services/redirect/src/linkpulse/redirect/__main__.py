@@ -1,0 +1,19 @@
+"""`python -m linkpulse.redirect`: serve the redirect app with settings from the environment."""
+
+from __future__ import annotations
+
+import os
+
+from linkpulse.logs import configure_logging
+from linkpulse.redirect.settings import RedirectSettings
+from linkpulse.web.server import serve
+
+
+def main() -> None:
+    settings = RedirectSettings.from_env(os.environ)
+    configure_logging(settings.http.log_level)
+    serve("linkpulse.redirect.app:create_app", settings.http)
+
+
+if __name__ == "__main__":
+    main()

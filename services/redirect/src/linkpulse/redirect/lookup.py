@@ -1,0 +1,116 @@
+"""The lookup chain: process cache → Redis → Postgres, each miss filling the tiers above it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from linkpulse.links import LinkRecord, decode_record, encode_record, redis_key
+from linkpulse.redirect.cache import MISS, LinkCache
+
+__all__ = ["LOOKUPS", "LinkLookup", "LookupUnavailable"]
+
+log = structlog.get_logger(__name__)
+
+LOOKUPS = Counter("linkpulse_redirect_lookups", "Link lookups answered, by the tier that answered", ["tier"])
+_LOCAL = LOOKUPS.labels("local")
+_REDIS = LOOKUPS.labels("redis")
+_DB = LOOKUPS.labels("db")
+_REDIS_ERRORS = Counter("linkpulse_redirect_redis_errors", "Redis calls that failed; the lookup fell through")
+
+# After a Redis failure, skip it this long: a dead Redis must not add its timeout to every miss.
+REDIS_BACKOFF = 2.0
+
+_SELECT = """
+SELECT id, code, url, redirect_type, active, deleted_at IS NOT NULL AS deleted,
+       (extract(epoch FROM expires_at) * 1000)::bigint AS expires_at,
+       max_clicks, forward_query, version
+FROM links WHERE code = $1
+"""
+
+
+class LookupUnavailable(RuntimeError):
+    """Neither Redis nor Postgres could answer a cache miss."""
+
+
+class LinkLookup:
+    """Finds a link by code; concurrent misses for one code share a single backend query."""
+
+    def __init__(self, cache: LinkCache, redis: aioredis.Redis, pool: asyncpg.Pool, redis_ttl: int) -> None:
+        self.cache = cache
+        self._redis = redis
+        self._pool = pool
+        self._redis_ttl = redis_ttl
+        self._redis_down_until = 0.0
+        self._inflight: dict[str, asyncio.Future[LinkRecord | None]] = {}
+
+    async def get(self, code: str) -> LinkRecord | None:
+        """The link, or None when no such code exists. Raises LookupUnavailable when no tier answers."""
+        cached = self.cache.get(code)
+        if cached is not MISS:
+            _LOCAL.inc()
+            return cached  # type: ignore[return-value]
+        pending = self._inflight.get(code)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[LinkRecord | None] = asyncio.get_running_loop().create_future()
+        self._inflight[code] = future
+        try:
+            record = await self._load(code)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters may not exist
+            raise
+        else:
+            future.set_result(record)
+            return record
+        finally:
+            del self._inflight[code]
+
+    async def _load(self, code: str) -> LinkRecord | None:
+        record = await self._from_redis(code)
+        if record is not None:
+            _REDIS.inc()
+            self.cache.put(code, record)
+            return record
+        try:
+            row = await self._pool.fetchrow(_SELECT, code)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
+        _DB.inc()
+        record = LinkRecord(**dict(row)) if row is not None else None
+        self.cache.put(code, record)
+        if record is not None:
+            await self._fill_redis(record)
+        return record
+
+    async def _from_redis(self, code: str) -> LinkRecord | None:
+        if time.monotonic() < self._redis_down_until:
+            return None
+        try:
+            data = await self._redis.get(redis_key(code))
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._redis_failed(exc)
+            return None
+        return decode_record(data) if data is not None else None
+
+    async def _fill_redis(self, record: LinkRecord) -> None:
+        if time.monotonic() < self._redis_down_until:
+            return
+        try:
+            # NX: admin writes through with a plain SET, so a newer version it wrote meanwhile wins.
+            await self._redis.set(redis_key(record.code), encode_record(record), ex=self._redis_ttl, nx=True)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._redis_failed(exc)
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        _REDIS_ERRORS.inc()
+        if time.monotonic() >= self._redis_down_until:
+            log.warning("redis.unavailable", error=type(exc).__name__, backoff=REDIS_BACKOFF)
+        self._redis_down_until = time.monotonic() + REDIS_BACKOFF

@@ -1,0 +1,77 @@
+"""The hot path: `GET|HEAD /{code}` answers from the lookup chain and queues the click, never awaiting it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Request, Response, route
+from litestar.datastructures import State
+from litestar.params import FromPath
+from prometheus_client import Counter
+
+from linkpulse.events import ClickEvent
+from linkpulse.ids import new_event_id
+from linkpulse.links import status_of
+from linkpulse.redirect.lookup import LookupUnavailable
+from linkpulse.redirect.visitor import anonymize_ip, first_language
+from linkpulse.validation import CODE_PATTERN
+
+__all__ = ["redirect"]
+
+REQUESTS = Counter("linkpulse_redirect_requests", "Redirect requests answered, by status", ["status"])
+_ANSWERED = {s: REQUESTS.labels(str(s)) for s in (301, 302, 307, 308, 404, 410, 503)}
+_CACHE_CONTROL = "private, max-age=90"
+
+
+def _plain(status: int, detail: str) -> Response[dict[str, Any]]:
+    _ANSWERED[status].inc()
+    return Response({"status": status, "detail": detail}, status_code=status)
+
+
+@route("/{code:str}", http_method=["GET", "HEAD"], include_in_schema=False)
+async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Response[Any]:
+    """Redirect to the link's target; a GET also records one click event."""
+    state = request.app.state
+    if not CODE_PATTERN.fullmatch(code):
+        return _plain(404, "no such link")
+    try:
+        link = await state.lookup.get(code)
+    except LookupUnavailable:
+        return _plain(503, "link store unavailable, retry shortly")
+    if link is None:
+        return _plain(404, "no such link")
+    now_ms = time.time_ns() // 1_000_000
+    if status_of(link, now_ms) == "gone":
+        return _plain(410, "link is no longer active")
+
+    location = link.url
+    query = request.scope["query_string"]
+    if link.forward_query and query:
+        location = f"{location}{'&' if '?' in location else '?'}{query.decode('latin-1')}"
+
+    if request.method == "GET":
+        headers = request.headers
+        peer = request.client.host if request.client else ""
+        proxies = state.proxies
+        ip = proxies.client_ip(peer, headers.get("x-forwarded-for"))
+        country = headers.get(state.country_header, "") if proxies.trusts(peer) else ""
+        state.publisher.submit(
+            ClickEvent(
+                id=new_event_id(),
+                code=code,
+                link_id=link.id,
+                ts=now_ms,
+                ip=anonymize_ip(ip) if state.anonymize_ip else ip,
+                ua=headers.get("user-agent", "")[:512],
+                referrer=headers.get("referer", "")[:1024],
+                lang=first_language(headers.get("accept-language", "")),
+                country=country[:2].upper(),
+            )
+        )
+    _ANSWERED[link.redirect_type].inc()
+    return Response(
+        content=None,
+        status_code=link.redirect_type,
+        headers={"location": location, "cache-control": _CACHE_CONTROL},
+    )

@@ -1,0 +1,71 @@
+"""Redirect service settings: the shared groups plus cache, publisher and proxy trust."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from linkpulse.settings import (
+    ClicksSettings,
+    DatabaseSettings,
+    HttpSettings,
+    NatsSettings,
+    RedisSettings,
+    from_env,
+)
+
+__all__ = ["CacheSettings", "ProxySettings", "PublisherSettings", "RedirectSettings"]
+
+
+class CacheSettings(msgspec.Struct, frozen=True, kw_only=True):
+    max_entries: int = 1_000_000
+    """Links kept in process memory; at ~200 bytes each a million stays well under 300 MB."""
+    ttl: float = 300.0
+    """Seconds a cached link lives; LinkChanged events evict sooner, the TTL only bounds a missed one."""
+    negative_ttl: float = 30.0
+    """Seconds an unknown code stays cached as unknown, keeping floods of bad codes off the database."""
+    negative_max_entries: int = 100_000
+    """Bound on remembered unknown codes, so a scan of random codes cannot grow memory without end."""
+
+
+class PublisherSettings(msgspec.Struct, frozen=True, kw_only=True):
+    queue_max: int = 100_000
+    """Clicks held in memory awaiting publish; beyond it they go straight to the spill file."""
+    batch_max: int = 256
+    """Most clicks of one shard packed into one NATS message (an envelope)."""
+    linger: float = 0.002
+    """Seconds the publisher waits to fill envelopes once a click is queued."""
+    publish_timeout: float = 2.0
+    """Seconds one publish waits for its JetStream ack before it is retried with the same id."""
+    give_up_after: float = 10.0
+    """Seconds of failed retries before an envelope goes to the spill file instead."""
+    spill_dir: str = ".linkpulse/spill/redirect"
+    """Folder of the spill file: clicks NATS could not take, replayed on start and reconnect."""
+    drain_timeout: float = 10.0
+    """Seconds shutdown spends publishing what is queued; the rest is spilled, never dropped."""
+
+
+class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
+    trusted: str = ""
+    """Comma-separated CIDRs of proxies whose X-Forwarded-For and country header are believed."""
+    country_header: str = "cf-ipcountry"
+    """Header carrying the visitor's country from a trusted edge."""
+    anonymize_ip: bool = True
+    """Zero the last octet (IPv4) or last 80 bits (IPv6) before the IP leaves the process."""
+
+
+class RedirectSettings(msgspec.Struct, frozen=True, kw_only=True):
+    http: HttpSettings = HttpSettings(port=8000)
+    nats: NatsSettings = NatsSettings()
+    redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    clicks: ClicksSettings = ClicksSettings()
+    cache: CacheSettings = CacheSettings()
+    publisher: PublisherSettings = PublisherSettings()
+    proxy: ProxySettings = ProxySettings()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RedirectSettings:
+        """Settings from `LINKPULSE_*` variables."""
+        return from_env(cls, environ)

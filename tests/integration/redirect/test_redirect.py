@@ -1,0 +1,100 @@
+"""The redirect contract: statuses, headers, query forwarding, and one click event per GET."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import nats
+import pytest
+from litestar.testing import AsyncTestClient
+
+from linkpulse.events import decode_click_batch
+from linkpulse.ids import shard_for
+from linkpulse.messaging.streams import CLICKS_STREAM
+
+from .conftest import MakeLink
+
+
+async def published_clicks(nats_url: str) -> list[Any]:
+    """Every click event currently stored in CLICKS, with the subject it was stored under."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    info = await js.stream_info(CLICKS_STREAM)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else []:
+        msg = await js.get_msg(CLICKS_STREAM, seq)
+        out.extend((msg.subject, e) for e in decode_click_batch(msg.data).events)
+    await nc.close()
+    return out
+
+
+@pytest.mark.parametrize("redirect_type", [301, 302, 307, 308])
+async def test_each_redirect_type_is_answered_with_location_and_cache_control(
+    redirect_client: AsyncTestClient[Any], make_link: MakeLink, redirect_type: int
+) -> None:
+    await make_link(f"t{redirect_type}", "https://example.com/a", redirect_type=redirect_type)
+    resp = await redirect_client.get(f"/t{redirect_type}", follow_redirects=False)
+    assert resp.status_code == redirect_type
+    assert resp.headers["location"] == "https://example.com/a"
+    assert resp.headers["cache-control"] == "private, max-age=90"
+
+
+async def test_unknown_disabled_expired_and_deleted_codes(
+    redirect_client: AsyncTestClient[Any], make_link: MakeLink
+) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    future = datetime.now(UTC) + timedelta(days=1)
+    await make_link("off", active=False)
+    await make_link("expired", expires_at=past)
+    await make_link("later", expires_at=future)
+    await make_link("gone", deleted_at=past)
+    assert (await redirect_client.get("/nope", follow_redirects=False)).status_code == 404
+    assert (await redirect_client.get("/bad%0D%0Acode", follow_redirects=False)).status_code == 404
+    assert (await redirect_client.get("/off", follow_redirects=False)).status_code == 410
+    assert (await redirect_client.get("/expired", follow_redirects=False)).status_code == 410
+    assert (await redirect_client.get("/gone", follow_redirects=False)).status_code == 410
+    assert (await redirect_client.get("/later", follow_redirects=False)).status_code == 302
+    body = (await redirect_client.get("/nope", follow_redirects=False)).json()
+    assert body == {"status": 404, "detail": "no such link"}
+
+
+async def test_query_is_forwarded_only_when_the_link_asks(
+    redirect_client: AsyncTestClient[Any], make_link: MakeLink
+) -> None:
+    await make_link("fwd", "https://example.com/p?a=1", forward_query=True)
+    await make_link("nofwd", "https://example.com/p")
+    resp = await redirect_client.get("/fwd?utm_source=mail&x=%20y", follow_redirects=False)
+    assert resp.headers["location"] == "https://example.com/p?a=1&utm_source=mail&x=%20y"
+    resp = await redirect_client.get("/nofwd?utm_source=mail", follow_redirects=False)
+    assert resp.headers["location"] == "https://example.com/p"
+
+
+async def test_get_publishes_one_click_on_its_shard_and_head_publishes_none(
+    redirect_client: AsyncTestClient[Any], make_link: MakeLink, nats_url: str, redirect_env: dict[str, str]
+) -> None:
+    link_id = await make_link("clk")
+    headers = {
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
+        "referer": "https://news.example.org/item",
+        "accept-language": "de-DE,de;q=0.9",
+        "cf-ipcountry": "de",
+        "x-forwarded-for": "203.0.113.77",
+    }
+    assert (await redirect_client.head("/clk", follow_redirects=False)).status_code == 302
+    for _ in range(3):
+        assert (await redirect_client.get("/clk", headers=headers, follow_redirects=False)).status_code == 302
+    # Closing the client runs the lifespan shutdown, which drains the publisher into NATS.
+    await redirect_client.__aexit__(None, None, None)
+    clicks = await published_clicks(nats_url)
+    assert len(clicks) == 3
+    assert len({e.id for _, e in clicks}) == 3
+    shard = shard_for("clk", int(redirect_env["LINKPULSE_CLICKS_SHARDS"]))
+    for subject, event in clicks:
+        assert subject == f"clicks.{shard}"
+        assert event.link_id == link_id and event.code == "clk"
+        # The test client's peer is not a trusted proxy: its X-Forwarded-For and country are ignored.
+        assert event.ip is None
+        assert event.country == ""
+        assert event.lang == "de-DE"
+        assert event.referrer == "https://news.example.org/item"

@@ -1,0 +1,56 @@
+"""URL and code validation: what is refused, and how accepted URLs are normalised."""
+
+from __future__ import annotations
+
+import pytest
+
+from linkpulse.validation import InvalidInput, validate_code, validate_url
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("javascript:alert(1)", "scheme"),
+        ("data:text/html,<b>x</b>", "scheme"),
+        ("file:///etc/passwd", "scheme"),
+        ("ftp://example.com/", "scheme"),
+        ("https://user:pw@example.com/", "credentials"),
+        ("https://user@example.com/", "credentials"),
+        ("https://example.com/a\r\nSet-Cookie: x=1", "control"),
+        ("https://example.com/\x00", "control"),
+        ("https:///path-only", "host"),
+        ("https://exa mple.com/", "spaces"),
+        ("https://example.com/" + "a" * 2100, "2048"),
+        ("https://[::1/", "malformed"),
+        ("https://short.example/loop", "loop"),
+    ],
+)
+def test_bad_urls_are_refused_with_a_reason(url: str, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        validate_url(url, own_hosts=["short.example"])
+
+
+def test_idn_host_is_stored_as_punycode() -> None:
+    assert validate_url("https://bücher.example/straße?q=1") == "https://xn--bcher-kva.example/straße?q=1"
+
+
+def test_scheme_and_host_are_lowercased_and_port_kept() -> None:
+    assert validate_url("HTTPS://Example.COM:8443/Path") == "https://example.com:8443/Path"
+
+
+def test_own_host_match_ignores_case_and_idn_form() -> None:
+    with pytest.raises(InvalidInput, match="loop"):
+        validate_url("https://SHORT.example/x", own_hosts=["short.example"])
+
+
+@pytest.mark.parametrize("code", ["abc", "A_b-9", "x" * 64])
+def test_valid_codes(code: str) -> None:
+    assert validate_code(code) == code
+
+
+@pytest.mark.parametrize(
+    "code", ["", "x" * 65, "../etc", "a b", "a\r\nb", "ünï", "a/b", "a;drop", "api", "HEALTHZ", "metrics", "schema"]
+)
+def test_invalid_or_reserved_codes_are_refused(code: str) -> None:
+    with pytest.raises(InvalidInput):
+        validate_code(code)
