@@ -7,6 +7,7 @@ each test gets a fresh database cloned from a migrated template, empty streams a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -80,10 +81,8 @@ async def nats_url(nats_server: NatsServer, clicks_settings: ClicksSettings) -> 
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     for stream in (CLICKS_STREAM, LINKS_STREAM):
-        try:
+        with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream)
-        except NotFoundError:
-            pass
     await ensure_streams(js, clicks_settings)
     await nc.close()
     yield nats_server.url
@@ -99,9 +98,7 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def service_env(
-    nats_url: str, redis_url: str, database_url: str, clicks_settings: ClicksSettings
-) -> dict[str, str]:
+def service_env(nats_url: str, redis_url: str, database_url: str, clicks_settings: ClicksSettings) -> dict[str, str]:
     """The `LINKPULSE_*` variables that point a service at this test's servers."""
     return {
         "LINKPULSE_NATS_URL": nats_url,

@@ -14,6 +14,7 @@ __all__ = [
     "NatsSettings",
     "RedisSettings",
     "SettingsError",
+    "StreamsSettings",
     "env_names",
     "from_env",
 ]
@@ -82,6 +83,13 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Log level for the service and its server."""
 
 
+class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What stream setup reads: `linkpulse streams`, `linkpulse up` and the chart's setup job."""
+
+    nats: NatsSettings = NatsSettings()
+    clicks: ClicksSettings = ClicksSettings()
+
+
 def env_names(cls: type[msgspec.Struct]) -> list[str]:
     """Every `LINKPULSE_*` variable a settings class reads, for docs and the chart test."""
     names: list[str] = []
@@ -132,4 +140,3 @@ def _name_variable(message: str) -> str:
         return message
     parts = path.rstrip("`").split(".")
     return f"{PREFIX}{'_'.join(p.upper() for p in parts)}: {head}"
-

@@ -23,9 +23,7 @@ async def test_concurrent_migrators_apply_each_migration_once(postgres_server: P
             rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
             assert [r["version"] for r in rows] == expected
             # Partitions for this month exist, so clicks never land in the default partition.
-            parts = await conn.fetchval(
-                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'click_events'::regclass"
-            )
+            parts = await conn.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'click_events'::regclass")
             assert parts >= 3
         finally:
             await conn.close()

@@ -52,9 +52,7 @@ def make_link(db: asyncpg.Connection) -> MakeLink:
         values = [code, url, *columns.values()]
         placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
         return int(
-            await db.fetchval(
-                f"INSERT INTO links ({', '.join(names)}) VALUES ({placeholders}) RETURNING id", *values
-            )
+            await db.fetchval(f"INSERT INTO links ({', '.join(names)}) VALUES ({placeholders}) RETURNING id", *values)
         )
 
     return make

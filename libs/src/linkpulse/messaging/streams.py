@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nats
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -20,9 +21,11 @@ from linkpulse.settings import ClicksSettings
 __all__ = [
     "CLICKS_STREAM",
     "LINKS_STREAM",
-    "clicks_stream",
     "click_subject",
+    "clicks_stream",
+    "consumer_is_pulling",
     "ensure_streams",
+    "ensure_streams_at",
     "ingest_consumer",
     "ingest_durable",
     "link_subject",
@@ -111,3 +114,27 @@ async def ensure_streams(js: JetStreamContext, settings: ClicksSettings) -> None
     for shard in range(settings.shards):
         # add_consumer with an unchanged config is a no-op on the server, and updates a changed one.
         await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard))
+
+
+async def ensure_streams_at(nats_url: str, settings: ClicksSettings) -> None:
+    """Connect, ensure streams and consumers, disconnect: for `linkpulse streams` and the Helm job."""
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        await ensure_streams(nc.jetstream(), settings)
+    finally:
+        await nc.close()
+
+
+async def consumer_is_pulling(nats_url: str, durable: str) -> bool:
+    """True when some process has a pull request waiting on `durable`: an ingest worker is up."""
+    try:
+        nc = await nats.connect(nats_url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception:  # not reachable yet: not ready
+        return False
+    try:
+        info = await nc.jetstream().consumer_info(CLICKS_STREAM, durable)
+        return bool(info.num_waiting)
+    except Exception:
+        return False
+    finally:
+        await nc.close()

@@ -19,7 +19,7 @@ class LinkCache:
         self._links: TTLCache[str, LinkRecord] = TTLCache(max_entries, ttl)
         self._unknown: TTLCache[str, bool] = TTLCache(negative_max_entries, negative_ttl)
 
-    def get(self, code: str) -> LinkRecord | None | object:
+    def get(self, code: str) -> LinkRecord | object | None:
         """The cached record, None for a known-unknown code, or MISS."""
         record = self._links.get(code)
         if record is not None:

@@ -81,7 +81,7 @@ class LinkLookup:
             return record
         try:
             row = await self._pool.fetchrow(_SELECT, code)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
         _DB.inc()
         record = LinkRecord(**dict(row)) if row is not None else None
@@ -95,7 +95,7 @@ class LinkLookup:
             return None
         try:
             data = await self._redis.get(redis_key(code))
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             self._redis_failed(exc)
             return None
         return decode_record(data) if data is not None else None
@@ -106,7 +106,7 @@ class LinkLookup:
         try:
             # NX: admin writes through with a plain SET, so a newer version it wrote meanwhile wins.
             await self._redis.set(redis_key(record.code), encode_record(record), ex=self._redis_ttl, nx=True)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             self._redis_failed(exc)
 
     def _redis_failed(self, exc: BaseException) -> None:

@@ -34,9 +34,7 @@ RETRY_PAUSE = 0.25
 class ClickPublisher:
     """Takes clicks without blocking the request and gets each one into JetStream (or the spill file)."""
 
-    def __init__(
-        self, js: JetStreamContext, settings: PublisherSettings, shards: int, spill: SpillFile
-    ) -> None:
+    def __init__(self, js: JetStreamContext, settings: PublisherSettings, shards: int, spill: SpillFile) -> None:
         self._js = js
         self._settings = settings
         self._shards = shards

@@ -1,0 +1,1 @@
+"""The `linkpulse` command line."""

@@ -1,0 +1,227 @@
+"""`linkpulse up` / `down`: the servers (or given URLs), migrations, streams and the three services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linkpulse.db.migrate import migrate
+from linkpulse.localstack.process import ManagedProcess, StartError, free_port, pid_alive, port_open, stop_pid
+from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
+from linkpulse.messaging.streams import consumer_is_pulling, ensure_streams_at, ingest_durable
+from linkpulse.settings import StreamsSettings, from_env
+
+__all__ = ["Stack", "StackInfo", "down", "read_info"]
+
+SERVICES = ("redirect", "admin", "ingest")
+# Services stop first (redirect drains its publisher into NATS), then the servers they need.
+STOP_ORDER = ("redirect", "admin", "ingest", "nats", "redis", "postgres")
+SERVICE_START_TIMEOUT = 60.0
+
+
+@dataclass
+class StackInfo:
+    """What `stack.json` holds: where everything is, and the pid of each process we started."""
+
+    redirect_url: str
+    admin_url: str
+    admin_key: str
+    nats_url: str
+    redis_url: str
+    database_url: str
+    pids: dict[str, int | None] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2) + "\n"
+
+
+def read_info(root: Path) -> StackInfo | None:
+    """The stack recorded in `root/stack.json`, or None."""
+    path = root / "stack.json"
+    if not path.exists():
+        return None
+    return StackInfo(**json.loads(path.read_text()))
+
+
+class Stack:
+    """The local system in one folder: data under `data/`, logs under `logs/`, state in `stack.json`."""
+
+    def __init__(self, root: Path, environ: Mapping[str, str], *, redirect_port: int = 8000,
+                 admin_port: int = 8001, quiet_services: bool = True) -> None:  # fmt: skip
+        self.root = root.resolve()
+        self.environ = dict(environ)
+        self.redirect_port = _port_or_free(redirect_port)
+        self.admin_port = _port_or_free(admin_port)
+        self.quiet_services = quiet_services
+        self.servers: dict[str, NatsServer | RedisServer | PostgresServer] = {}
+        self.services: dict[str, ManagedProcess] = {}
+        self.info: StackInfo | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def start(self) -> StackInfo:
+        """Start everything in dependency order; on any failure stop what was started and raise."""
+        existing = read_info(self.root)
+        if existing is not None and any(p and pid_alive(p) for p in existing.pids.values()):
+            raise StartError(f"a stack is already running from {self.root}: run `linkpulse down --dir {self.root}`")
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            urls = self._start_servers()
+            clicks = from_env(StreamsSettings, self.environ).clicks
+            asyncio.run(migrate(urls["database"]))
+            asyncio.run(ensure_streams_at(urls["nats"], clicks))
+            admin_key = self.environ.get("LINKPULSE_ADMIN_KEY") or self._stored_admin_key()
+            self.info = StackInfo(
+                redirect_url=f"http://127.0.0.1:{self.redirect_port}",
+                admin_url=f"http://127.0.0.1:{self.admin_port}",
+                admin_key=admin_key,
+                nats_url=urls["nats"],
+                redis_url=urls["redis"],
+                database_url=urls["database"],
+            )
+            self._start_services(admin_key)
+        except BaseException:
+            self.stop()
+            raise
+        self.info.pids = {name: self._pid(name) for name in STOP_ORDER}
+        path = self.root / "stack.json"
+        path.write_text(self.info.to_json())
+        path.chmod(0o600)
+        return self.info
+
+    def stop(self) -> None:
+        """Stop services first, so they drain, then the servers."""
+        for name in STOP_ORDER:
+            proc = self.services.get(name)
+            if proc is not None:
+                proc.stop()
+            server = self.servers.get(name)
+            if server is not None:
+                server.stop()
+        info = read_info(self.root)
+        if info is not None:
+            (self.root / "stack.json").unlink(missing_ok=True)
+
+    def wait(self) -> int:
+        """Block until SIGINT/SIGTERM or until a process dies; then stop everything. Returns an exit code."""
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        code = 0
+        while not stop.wait(0.5):
+            dead = [p for p in [*self.services.values(), *(s.process for s in self.servers.values())]
+                    if p is not None and not p.alive()]  # fmt: skip
+            if dead:
+                print(f"\n{dead[0].fail('exited unexpectedly')}\nstopping the stack", file=sys.stderr)
+                code = 1
+                break
+        print("stopping: services first, then servers...", file=sys.stderr)
+        self.stop()
+        return code
+
+    def _start_servers(self) -> dict[str, str]:
+        data = self.root / "data"
+        urls: dict[str, str] = {}
+        given = {
+            "nats": self.environ.get("LINKPULSE_NATS_URL"),
+            "redis": self.environ.get("LINKPULSE_REDIS_URL"),
+            "database": self.environ.get("LINKPULSE_DATABASE_URL"),
+        }
+        if given["nats"]:
+            urls["nats"] = given["nats"]
+        else:
+            self.servers["nats"] = NatsServer(data / "nats", log_path=self.logs / "nats.log").start()
+            urls["nats"] = self.servers["nats"].url
+        if given["redis"]:
+            urls["redis"] = given["redis"]
+        else:
+            self.servers["redis"] = RedisServer(data / "redis", log_path=self.logs / "redis.log").start()
+            urls["redis"] = self.servers["redis"].url
+        if given["database"]:
+            urls["database"] = given["database"]
+        else:
+            self.servers["postgres"] = PostgresServer(data / "postgres", log_path=self.logs / "postgres.log").start()
+            urls["database"] = self.servers["postgres"].url
+        return urls
+
+    def _start_services(self, admin_key: str) -> None:
+        assert self.info is not None
+        base = {
+            **self.environ,
+            "LINKPULSE_NATS_URL": self.info.nats_url,
+            "LINKPULSE_REDIS_URL": self.info.redis_url,
+            "LINKPULSE_DATABASE_URL": self.info.database_url,
+        }
+        envs = {
+            "redirect": {**base, "LINKPULSE_HTTP_PORT": str(self.redirect_port),
+                         "LINKPULSE_PUBLISHER_SPILL_DIR": str(self.root / "spill" / "redirect")},
+            "admin": {**base, "LINKPULSE_HTTP_PORT": str(self.admin_port), "LINKPULSE_ADMIN_KEY": admin_key,
+                      "LINKPULSE_ADMIN_PUBLIC_URL": self.info.redirect_url},
+            "ingest": base,
+        }  # fmt: skip
+        nats_url = self.info.nats_url
+        for name in ("ingest", "admin", "redirect"):
+            log_path = self.logs / f"{name}.log" if self.quiet_services else None
+            argv = [sys.executable, "-m", f"linkpulse.{name}"]
+            self.services[name] = ManagedProcess(name, argv, log_path=log_path, env=envs[name]).start()
+        self.services["ingest"].wait_ready(
+            lambda: asyncio.run(consumer_is_pulling(nats_url, ingest_durable(0))), SERVICE_START_TIMEOUT
+        )
+        for name, port in (("admin", self.admin_port), ("redirect", self.redirect_port)):
+            self.services[name].wait_ready(lambda p=port: _http_ready(p), SERVICE_START_TIMEOUT)
+
+    def _stored_admin_key(self) -> str:
+        # Kept in the state folder so the key survives a restart; readable by this user only.
+        path = self.root / "admin_key"
+        if path.exists():
+            return path.read_text().strip()
+        key = "lp_" + secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
+        return key
+
+    def _pid(self, name: str) -> int | None:
+        if name in self.services:
+            return self.services[name].pid
+        server = self.servers.get(name)
+        return server.process.pid if server is not None and server.process is not None else None
+
+
+def down(root: Path, timeout: float = 30.0) -> list[str]:
+    """Stop a detached stack recorded in `root/stack.json`; returns the names stopped."""
+    info = read_info(root)
+    if info is None:
+        return []
+    stopped = []
+    for name in STOP_ORDER:
+        pid = info.pids.get(name)
+        if pid and pid_alive(pid):
+            stop_pid(pid, timeout, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+            stopped.append(name)
+    (root / "stack.json").unlink(missing_ok=True)
+    return stopped
+
+
+def _port_or_free(port: int) -> int:
+    if port and not port_open(port):
+        return port
+    return free_port()
+
+
+def _http_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
