@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from linkpulse.localstack.process import StartError
+from linkpulse.logs import configure_logging
 from linkpulse.settings import SettingsError
 
 __all__ = ["main"]
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `linkpulse` script; returns the process exit code."""
     args = _parser().parse_args(argv)
+    configure_logging("warning")
     try:
         if args.command == "up":
             return _up(args)

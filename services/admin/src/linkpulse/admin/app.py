@@ -1,0 +1,42 @@
+"""The admin app factory: routes, lifespan resources, OpenAPI at /schema."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.exceptions import ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from linkpulse.admin.api import validation_error_handler
+from linkpulse.admin.links.controller import LinkController
+from linkpulse.admin.resources import database, database_ready, messaging, redis_client
+from linkpulse.admin.settings import AdminSettings
+from linkpulse.web import ServicePlugin
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: AdminSettings | None = None) -> Litestar:
+    """Build the admin API; settings come from the environment unless given (tests pass them)."""
+    settings = settings or AdminSettings.from_env(os.environ)
+    return Litestar(
+        route_handlers=[LinkController],
+        # Entered in order and left in reverse: NATS drains before the pool closes.
+        lifespan=[partial(database, settings), partial(redis_client, settings), partial(messaging, settings)],
+        plugins=[ServicePlugin()],
+        state=State({"settings": settings, "readiness": database_ready}),
+        exception_handlers={ValidationException: validation_error_handler},
+        request_max_body_size=settings.admin.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Linkpulse admin API",
+            version="1",
+            path="/schema",
+            components=Components(
+                security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer", description="`lp_…` API key")}
+            ),
+        ),
+    )

@@ -1,0 +1,173 @@
+"""API keys: generation, SHA-256 storage, Bearer authentication and scope guards."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+import structlog
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from linkpulse.admin.settings import AdminOptions
+
+__all__ = [
+    "ADMIN",
+    "KEY_PREFIX",
+    "LINKS_READ",
+    "LINKS_WRITE",
+    "SCOPES",
+    "STATS_READ",
+    "Principal",
+    "authenticate",
+    "authenticated",
+    "ensure_bootstrap_key",
+    "generate_key",
+    "has_scope",
+    "hash_key",
+    "key_prefix",
+    "requires",
+]
+
+LINKS_READ: Final = "links:read"
+LINKS_WRITE: Final = "links:write"
+STATS_READ: Final = "stats:read"
+ADMIN: Final = "admin"
+SCOPES: Final = frozenset({LINKS_READ, LINKS_WRITE, STATS_READ, ADMIN})
+
+KEY_PREFIX: Final = "lp_"
+_DISPLAY_CHARS = 8
+# Generated keys are 46 characters; anything far longer is not a key and is not worth hashing.
+_MAX_KEY_CHARS = 512
+# last_used_at is a hint for operators; refreshing it at most once a minute saves a write per request.
+_TOUCH_EVERY = timedelta(minutes=1)
+
+log = structlog.get_logger(__name__)
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """The API key a request authenticated with (never the key itself)."""
+
+    key_id: int
+    name: str
+    prefix: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        """Whether this key may act with `scope`."""
+        return has_scope(self.scopes, scope)
+
+
+def generate_key() -> str:
+    """A new API key: `lp_` + 43 URL-safe characters (256 random bits). Shown once, stored hashed."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> bytes:
+    """SHA-256 of a key, the only form stored; keys are 256-bit random, so a slow hash adds nothing."""
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def key_prefix(key: str) -> str:
+    """The first 8 characters, stored for display so an operator can tell keys apart."""
+    return key[:_DISPLAY_CHARS]
+
+
+def has_scope(granted: Collection[str], required: str) -> bool:
+    """Whether `granted` covers `required`; `admin` implies every scope."""
+    return ADMIN in granted or required in granted
+
+
+async def ensure_bootstrap_key(pool: asyncpg.Pool, options: AdminOptions) -> None:
+    """Upsert the bootstrap admin key (`options.key`, by hash), so a fresh install has a way in.
+
+    A key an operator revoked stays revoked: restarting with the same variable must not undo that.
+    The key is read from `options` (whose repr hides it) and never bound to a local, so no
+    traceback can show it.
+    """
+    if not options.key:
+        return
+    if len(options.key) < 32:
+        log.warning("auth.bootstrap_key_short", chars=len(options.key), hint="use `linkpulse` to generate one")
+    revoked = await pool.fetchval(
+        """INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ('bootstrap', $1, $2, $3)
+           ON CONFLICT (key_hash) DO UPDATE SET name = EXCLUDED.name, scopes = EXCLUDED.scopes
+           RETURNING revoked_at IS NOT NULL""",
+        key_prefix(options.key),
+        hash_key(options.key),
+        [ADMIN],
+    )
+    if revoked:
+        log.warning("auth.bootstrap_key_revoked", prefix=key_prefix(options.key))
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The Principal of the request's `Authorization: Bearer` key; 401 when missing or not valid.
+
+    The result is kept in the ASGI scope (`request.auth`), so several guards cost one lookup.
+    """
+    cached = connection.scope.get("auth")
+    if isinstance(cached, Principal):
+        return cached
+    digest = _bearer_digest(connection.headers.get("authorization", ""))
+    pool: asyncpg.Pool = connection.app.state.db
+    row = await pool.fetchrow(
+        "SELECT id, name, prefix, key_hash, scopes, expires_at, revoked_at, last_used_at"
+        " FROM api_keys WHERE key_hash = $1",
+        digest,
+    )
+    # The lookup is by hash, so its timing says nothing about the key; the constant-time
+    # comparison of what came back keeps it so however the database matched.
+    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
+        raise NotAuthorizedException("invalid API key")
+    now = datetime.now(UTC)
+    if row["revoked_at"] is not None:
+        raise NotAuthorizedException("API key revoked")
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        raise NotAuthorizedException("API key expired")
+    if row["last_used_at"] is None or now - row["last_used_at"] > _TOUCH_EVERY:
+        await pool.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
+    principal = Principal(key_id=row["id"], name=row["name"], prefix=row["prefix"], scopes=frozenset(row["scopes"]))
+    connection.scope["auth"] = principal
+    connection.scope["user"] = principal.name
+    return principal
+
+
+def _bearer_digest(authorization: str) -> bytes:
+    # Only the hash leaves this frame: a traceback that shows locals of the lookup below
+    # (rich tracebacks do) can never print the key.
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise NotAuthorizedException("missing API key: send `Authorization: Bearer <key>`")
+    if len(key) > _MAX_KEY_CHARS:
+        raise NotAuthorizedException("invalid API key")
+    return hash_key(key)
+
+
+async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: any valid key. Set on every API controller, so no handler is public by omission."""
+    await authenticate(connection)
+
+
+def requires(scope: str) -> Guard:
+    """Guard factory: 401 without a valid key, 403 when the key lacks `scope` (`admin` has all)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = await authenticate(connection)
+        if not principal.allows(scope):
+            raise PermissionDeniedException(f"this API key lacks the {scope!r} scope")
+
+    guard.__name__ = f"requires_{scope.replace(':', '_')}"
+    return guard

@@ -1,0 +1,1 @@
+"""Links resource: request/response schemas, the SQL and side effects, the HTTP controller."""

@@ -1,0 +1,83 @@
+"""Admin settings: the shared connection settings plus the admin API's own options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import msgspec
+
+from linkpulse.settings import DatabaseSettings, HttpSettings, NatsSettings, RedisSettings, from_env
+
+__all__ = ["AdminHttpSettings", "AdminOptions", "AdminSettings"]
+
+
+class AdminHttpSettings(HttpSettings, frozen=True, kw_only=True):
+    """HttpSettings with the admin port as the default.
+
+    A subclass rather than a `HttpSettings(port=8001)` default value: `from_env` builds the
+    group from its own defaults whenever any `LINKPULSE_HTTP_*` variable is set, which would
+    silently bring back port 8000.
+    """
+
+    port: int = 8001
+    """HTTP port; 8001 so the admin API runs beside the redirect service (8000) on one host."""
+
+
+class AdminOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What only the admin API needs (`LINKPULSE_ADMIN_*`)."""
+
+    key: str = ""
+    """Bootstrap admin API key; when set, its SHA-256 is upserted at startup (scope `admin`)."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Base URL of the redirect service: shown as `short_url`, and its host is refused as a target."""
+    own_hosts: str = ""
+    """Extra comma-separated hosts serving the shortener; targets there would loop, so are refused."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body in bytes (1 MiB); bigger ones get 413 before any parsing."""
+
+    def __repr__(self) -> str:
+        # Settings may end up in a log line or a traceback; the key must not.
+        key = "'***'" if self.key else "''"
+        return (
+            f"AdminOptions(key={key}, public_url={self.public_url!r}, own_hosts={self.own_hosts!r}, "
+            f"max_body_bytes={self.max_body_bytes})"
+        )
+
+    def hosts(self) -> frozenset[str]:
+        """Lower-case ASCII hosts that serve short links: the public URL's host plus `own_hosts`."""
+        names = [urlsplit(self.public_url).hostname or "", *self.own_hosts.split(",")]
+        return frozenset(_ascii_host(n) for n in names if n.strip())
+
+    def short_url(self, code: str) -> str:
+        """The public short URL of a code."""
+        return f"{self.public_url.rstrip('/')}/{code}"
+
+
+class AdminSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the admin service reads from the environment."""
+
+    http: AdminHttpSettings = msgspec.field(default_factory=AdminHttpSettings)
+    """Bind address and port (8001)."""
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    """NATS, for publishing LinkChanged events on the LINKS stream."""
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    """Redis, written through on every link change so redirects see it at once."""
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    """Postgres, the source of truth for links, the outbox and API keys."""
+    admin: AdminOptions = msgspec.field(default_factory=AdminOptions)
+    """The admin API's own options."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> AdminSettings:
+        """Build from `LINKPULSE_*` variables; raises SettingsError naming a bad variable."""
+        return from_env(cls, environ)
+
+
+def _ascii_host(name: str) -> str:
+    name = name.strip().rstrip(".").lower()
+    # Hosts are compared with the punycode form validate_url produces.
+    try:
+        return name if name.isascii() else name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name  # not a valid IDN: no target can match it anyway

@@ -1,0 +1,59 @@
+"""Admin API fixtures: settings pointing at the test servers, a bootstrap key and a running app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import nats
+import pytest
+from litestar.testing import AsyncTestClient
+from nats.js import JetStreamContext
+
+from linkpulse.admin.app import create_app
+from linkpulse.admin.auth import generate_key
+from linkpulse.admin.settings import AdminSettings
+
+
+@pytest.fixture
+def admin_key() -> str:
+    """The bootstrap admin key the app is started with."""
+    return generate_key()
+
+
+@pytest.fixture
+def admin_settings(service_env: dict[str, str], admin_key: str) -> AdminSettings:
+    """Admin settings for this test's servers, with extra own hosts to test loop refusal."""
+    return AdminSettings.from_env(
+        {
+            **service_env,
+            "LINKPULSE_ADMIN_KEY": admin_key,
+            "LINKPULSE_ADMIN_PUBLIC_URL": "https://lp.example.test",
+            "LINKPULSE_ADMIN_OWN_HOSTS": "go.example.test, short.example.test",
+            "LINKPULSE_ADMIN_MAX_BODY_BYTES": "16384",
+        }
+    )
+
+
+@pytest.fixture
+async def client(admin_settings: AdminSettings, admin_key: str) -> AsyncIterator[AsyncTestClient]:
+    """The admin app with its lifespan run, sending the bootstrap key by default."""
+    async with AsyncTestClient(app=create_app(admin_settings)) as client:
+        client.headers["Authorization"] = f"Bearer {admin_key}"
+        yield client
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to this test's database, for arranging rows and checking them."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """JetStream on the test server, for reading what the admin API published."""
+    nc = await nats.connect(nats_url)
+    yield nc.jetstream()
+    await nc.close()

@@ -1,0 +1,62 @@
+"""Admin settings from the environment: defaults, the port, own hosts, and no key in a repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from linkpulse.admin.settings import AdminSettings
+from linkpulse.settings import HttpSettings, SettingsError, env_names
+
+
+def test_defaults() -> None:
+    settings = AdminSettings.from_env({})
+    assert settings.http.port == 8001
+    assert isinstance(settings.http, HttpSettings)
+    assert settings.admin.key == ""
+    assert settings.admin.max_body_bytes == 1_048_576
+    assert settings.admin.hosts() == {"127.0.0.1"}
+
+
+def test_setting_another_http_variable_keeps_the_admin_port() -> None:
+    settings = AdminSettings.from_env({"LINKPULSE_HTTP_HOST": "0.0.0.0"})
+    assert (settings.http.host, settings.http.port) == ("0.0.0.0", 8001)
+
+
+def test_admin_variables_are_read() -> None:
+    settings = AdminSettings.from_env(
+        {
+            "LINKPULSE_ADMIN_KEY": "lp_secret",
+            "LINKPULSE_ADMIN_PUBLIC_URL": "https://Lp.Example.com/",
+            "LINKPULSE_ADMIN_OWN_HOSTS": " go.example.com ,, bücher.example ",
+            "LINKPULSE_ADMIN_MAX_BODY_BYTES": "2048",
+            "LINKPULSE_HTTP_PORT": "9001",
+        }
+    )
+    assert settings.admin.key == "lp_secret"
+    assert settings.admin.max_body_bytes == 2048
+    assert settings.http.port == 9001
+    assert settings.admin.hosts() == {"lp.example.com", "go.example.com", "xn--bcher-kva.example"}
+    assert settings.admin.short_url("abc") == "https://Lp.Example.com/abc"
+
+
+def test_a_bad_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="LINKPULSE_ADMIN_MAX_BODY_BYTES"):
+        AdminSettings.from_env({"LINKPULSE_ADMIN_MAX_BODY_BYTES": "lots"})
+
+
+def test_the_key_is_not_in_the_repr() -> None:
+    settings = AdminSettings.from_env({"LINKPULSE_ADMIN_KEY": "lp_do-not-print-me"})
+    assert "lp_do-not-print-me" not in repr(settings)
+    assert "***" in repr(settings.admin)
+
+
+def test_env_names_cover_every_group() -> None:
+    names = env_names(AdminSettings)
+    for name in ("LINKPULSE_HTTP_PORT", "LINKPULSE_NATS_URL", "LINKPULSE_REDIS_TTL", "LINKPULSE_DATABASE_URL"):
+        assert name in names
+    assert {n for n in names if n.startswith("LINKPULSE_ADMIN_")} == {
+        "LINKPULSE_ADMIN_KEY",
+        "LINKPULSE_ADMIN_PUBLIC_URL",
+        "LINKPULSE_ADMIN_OWN_HOSTS",
+        "LINKPULSE_ADMIN_MAX_BODY_BYTES",
+    }
