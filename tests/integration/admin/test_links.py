@@ -249,6 +249,7 @@ async def test_requests_without_a_valid_key_are_401(
     ):
         assert response.status_code == 401
         assert response.json()["status"] == 401
+        assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["detail"].startswith(detail)
 
 

@@ -21,12 +21,17 @@ ReadinessCheck = Callable[[Litestar], Awaitable[bool]]
 log = structlog.get_logger(__name__)
 
 
-def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> Response[Any]:
+def error_response(
+    status: int,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
     """The one error shape of the API: `{status, detail}` (plus `errors` with field detail)."""
     body: dict[str, Any] = {"status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -34,8 +39,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         # Litestar says "Validation failed for POST /api/v1/links"; the field errors say why.
         errors = exc.extra if isinstance(exc.extra, list) else None
         reason = "; ".join(str(e.get("message", "")) for e in errors or [] if isinstance(e, dict)) or exc.detail
-        return error_response(exc.status_code, reason, errors)
-    return error_response(exc.status_code, exc.detail)
+        return error_response(exc.status_code, reason, errors, exc.headers)
+    # Headers such as WWW-Authenticate on a 401 belong to the error, so they are kept.
+    return error_response(exc.status_code, exc.detail, headers=exc.headers)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

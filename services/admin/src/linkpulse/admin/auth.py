@@ -128,12 +128,12 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     # The lookup is by hash, so its timing says nothing about the key; the constant-time
     # comparison of what came back keeps it so however the database matched.
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
-        raise NotAuthorizedException("invalid API key")
+        raise _unauthorized("invalid API key")
     now = datetime.now(UTC)
     if row["revoked_at"] is not None:
-        raise NotAuthorizedException("API key revoked")
+        raise _unauthorized("API key revoked")
     if row["expires_at"] is not None and row["expires_at"] <= now:
-        raise NotAuthorizedException("API key expired")
+        raise _unauthorized("API key expired")
     if row["last_used_at"] is None or now - row["last_used_at"] > _TOUCH_EVERY:
         await pool.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
     principal = Principal(key_id=row["id"], name=row["name"], prefix=row["prefix"], scopes=frozenset(row["scopes"]))
@@ -142,15 +142,20 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     return principal
 
 
+def _unauthorized(detail: str) -> NotAuthorizedException:
+    # RFC 6750: a 401 names the scheme the client should use.
+    return NotAuthorizedException(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
 def _bearer_digest(authorization: str) -> bytes:
     # Only the hash leaves this frame: a traceback that shows locals of the lookup below
     # (rich tracebacks do) can never print the key.
     scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise NotAuthorizedException("missing API key: send `Authorization: Bearer <key>`")
+        raise _unauthorized("missing API key: send `Authorization: Bearer <key>`")
     if len(key) > _MAX_KEY_CHARS:
-        raise NotAuthorizedException("invalid API key")
+        raise _unauthorized("invalid API key")
     return hash_key(key)
 
 
