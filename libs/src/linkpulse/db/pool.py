@@ -9,12 +9,17 @@ from linkpulse.settings import DatabaseSettings
 __all__ = ["create_pool"]
 
 
-async def create_pool(settings: DatabaseSettings, *, min_size: int | None = None) -> asyncpg.Pool:
-    """Open a pool; `min_size=0` lets a service start while Postgres is still down."""
+async def create_pool(
+    settings: DatabaseSettings, *, min_size: int | None = None, max_size: int | None = None
+) -> asyncpg.Pool:
+    """Open a pool; `min_size=0` lets a service start while Postgres is still down.
+
+    `max_size` raises the setting's bound where a service knows it needs more (one per shard loop).
+    """
     return await asyncpg.create_pool(
         dsn=settings.url,
         min_size=settings.pool_min if min_size is None else min_size,
-        max_size=settings.pool_max,
+        max_size=max(settings.pool_max, max_size or 0),
         command_timeout=settings.command_timeout,
         # Statements are few and fixed; a larger cache saves a round trip of parsing per query.
         statement_cache_size=256,

@@ -1,0 +1,146 @@
+"""From fetched NATS messages to rows for `click_events` and dead letters for what cannot be decoded."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from nats.aio.msg import Msg
+
+from linkpulse.events import ClickEvent, DecodeError, decode_click_batch
+from linkpulse.ingest.enrich import (
+    MAX_LANG,
+    MAX_REFERRER,
+    MAX_UA,
+    clean_text,
+    enrich_user_agent,
+    normalize_country,
+    normalize_ip,
+    referrer_host,
+)
+
+__all__ = ["ClickRow", "DeadLetter", "MessageRows", "PreparedBatch", "click_row", "dead_letter", "prepare"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BIGINT = 2**63
+
+
+class ClickRow(NamedTuple):
+    """One `click_events` row, in column order."""
+
+    id: uuid.UUID
+    ts: datetime
+    link_id: int
+    code: str
+    ip: str | None
+    ua: str
+    referrer: str
+    referrer_host: str
+    lang: str
+    country: str
+    browser: str
+    os: str
+    device: str
+    is_bot: bool
+
+
+class DeadLetter(NamedTuple):
+    """One `dead_letters` row: a message kept with its raw bytes because it could not be stored."""
+
+    stream: str
+    subject: str
+    stream_seq: int
+    msg_id: str | None
+    deliveries: int
+    payload: bytes
+    error: str
+
+
+class MessageRows(NamedTuple):
+    """What one message turned into: its rows, or a dead letter (then `rows` is empty)."""
+
+    msg: Msg
+    rows: list[ClickRow]
+    dead_letter: DeadLetter | None
+
+
+@dataclass
+class PreparedBatch:
+    """A fetched batch ready for one transaction; every message in it is acked after the commit."""
+
+    items: list[MessageRows] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[Msg]:
+        return [item.msg for item in self.items]
+
+    @property
+    def rows(self) -> list[ClickRow]:
+        return [row for item in self.items for row in item.rows]
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return [item.dead_letter for item in self.items if item.dead_letter is not None]
+
+
+def click_row(event: ClickEvent) -> ClickRow:
+    """Enrich one event into a row; raise ValueError when a field cannot be stored as is."""
+    if not -_BIGINT <= event.link_id < _BIGINT:
+        raise ValueError(f"link_id {event.link_id} out of range")
+    try:
+        # Exact milliseconds from the event (never now()): (id, ts) must be equal on every redelivery.
+        ts = _EPOCH + timedelta(milliseconds=event.ts)
+    except OverflowError:
+        raise ValueError(f"ts {event.ts} out of range") from None
+    ua = clean_text(event.ua, MAX_UA)
+    referrer = clean_text(event.referrer, MAX_REFERRER)
+    agent = enrich_user_agent(ua)
+    return ClickRow(
+        id=uuid.UUID(event.id),
+        ts=ts,
+        link_id=event.link_id,
+        code=clean_text(event.code, 64),
+        ip=normalize_ip(event.ip),
+        ua=ua,
+        referrer=referrer,
+        referrer_host=referrer_host(referrer),
+        lang=clean_text(event.lang, MAX_LANG),
+        country=normalize_country(event.country),
+        browser=agent.browser,
+        os=agent.os,
+        device=agent.device,
+        is_bot=agent.is_bot,
+    )
+
+
+def dead_letter(msg: Msg, error: str) -> DeadLetter:
+    """A dead letter for `msg`, keyed by its stream sequence so a redelivery is stored once."""
+    meta = msg.metadata
+    return DeadLetter(
+        stream=meta.stream,
+        subject=msg.subject,
+        stream_seq=meta.sequence.stream,
+        msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
+        deliveries=meta.num_delivered,
+        payload=bytes(msg.data),
+        error=error,
+    )
+
+
+def prepare(msgs: list[Msg]) -> PreparedBatch:
+    """Decode and enrich every message; a message that fails either becomes a dead letter, whole.
+
+    Dead-lettering the whole envelope (not just its bad event) keeps the raw bytes intact for replay.
+    """
+    batch = PreparedBatch()
+    for msg in msgs:
+        try:
+            envelope = decode_click_batch(msg.data)
+            rows = [click_row(event) for event in envelope.events]
+        except (DecodeError, ValueError) as exc:
+            batch.items.append(MessageRows(msg, [], dead_letter(msg, f"{type(exc).__name__}: {exc}")))
+        else:
+            batch.items.append(MessageRows(msg, rows, None))
+    return batch

@@ -1,0 +1,257 @@
+"""The ingest worker: one pull loop per CLICKS shard, storing each batch in one transaction before acking it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+
+import asyncpg
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from structlog.typing import FilteringBoundLogger
+
+from linkpulse.db.pool import create_pool
+from linkpulse.ingest import metrics
+from linkpulse.ingest.batch import PreparedBatch, dead_letter, prepare
+from linkpulse.ingest.enrich import warm_up
+from linkpulse.ingest.settings import IngestSettings
+from linkpulse.ingest.store import StoreResult, ensure_partitions, store_batch
+from linkpulse.messaging.connect import connect
+from linkpulse.messaging.streams import CLICKS_STREAM, INGEST_ACK_WAIT, ingest_consumer, ingest_durable
+
+__all__ = ["IngestWorker", "is_db_error", "is_poison_error"]
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF = 10.0
+"""Longest pause between Postgres retries: short enough that ingest resumes soon after a restart."""
+IN_PROGRESS_EVERY = INGEST_ACK_WAIT / 3
+"""A held batch tells JetStream it is still being worked on well before its ack wait runs out."""
+PARTITIONS_EVERY = 86400.0
+"""Partition upkeep runs on start and then daily; it prepares three months ahead."""
+
+
+def is_db_error(exc: BaseException) -> bool:
+    """True for failures of Postgres or of the way to it: retry later, never drop the batch."""
+    return isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError)
+
+
+def is_poison_error(exc: BaseException) -> bool:
+    """True when Postgres rejects the data itself (SQLSTATE classes 22 and 23): retrying cannot help."""
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return True  # asyncpg's client-side DataError: a value it cannot encode
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in ("22", "23")
+
+
+class IngestWorker:
+    """Consumes every shard of CLICKS into Postgres; any number of workers can share the consumers."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.tuning = settings.ingest
+        self._pool: asyncpg.Pool | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then finish the batch in hand, drain NATS and close the pool."""
+        warm_up()
+        nc = await _until_stopped(connect(self.settings.nats, "linkpulse-ingest"), stop)
+        if nc is None:
+            return
+        try:
+            # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
+            # One connection per shard loop, so no batch waits for another shard's commit.
+            self._pool = await create_pool(self.settings.database, min_size=0, max_size=self.settings.clicks.shards + 1)
+            try:
+                js = nc.jetstream()
+                if await self._ensure_consumers(js, stop):
+                    log.info("ingest.started", shards=self.settings.clicks.shards)
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._maintain_partitions(stop))
+                        for shard in range(self.settings.clicks.shards):
+                            tasks.create_task(self._consume(js, shard, stop))
+            finally:
+                await self._pool.close()
+        finally:
+            # Drain flushes the acks still buffered in the client before closing.
+            await _drain(nc)
+            log.info("ingest.stopped")
+
+    async def _ensure_consumers(self, js: JetStreamContext, stop: asyncio.Event) -> bool:
+        # Only the consumers, never the stream: its limits belong to the streams job / `linkpulse up`.
+        # add_consumer with an unchanged config is a no-op, so every pod may do it on start.
+        delay = self.tuning.retry_delay
+        while not stop.is_set():
+            try:
+                for shard in range(self.settings.clicks.shards):
+                    await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard))
+                return True
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("ingest.consumers_unavailable", error=repr(exc), retry_in=delay)
+                if await _wait(stop, delay):
+                    break
+                delay = min(delay * 2, MAX_BACKOFF)
+        return False
+
+    async def _maintain_partitions(self, stop: asyncio.Event) -> None:
+        assert self._pool is not None
+        delay = self.tuning.retry_delay
+        while not stop.is_set():
+            try:
+                await ensure_partitions(self._pool, timeout=self.settings.database.command_timeout)
+            except Exception as exc:
+                if not is_db_error(exc):
+                    raise
+                # Not fatal: events outside prepared months land in the default partition.
+                log.warning("ingest.partitions_failed", error=repr(exc), retry_in=delay)
+                timeout, delay = delay, min(delay * 2, MAX_BACKOFF)
+            else:
+                timeout, delay = PARTITIONS_EVERY, self.tuning.retry_delay
+            await _wait(stop, timeout)
+
+    async def _consume(self, js: JetStreamContext, shard: int, stop: asyncio.Event) -> None:
+        sub = await js.pull_subscribe_bind(durable=ingest_durable(shard), stream=CLICKS_STREAM)
+        bound: FilteringBoundLogger = log.bind(shard=shard)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(self.tuning.batch_size, timeout=self.tuning.max_wait)
+                except TimeoutError:  # nats-py raises both its own and asyncio's here
+                    continue  # idle
+                except nats.errors.Error as exc:
+                    # Disconnected, consumer briefly missing, too many waiting pulls: all pass.
+                    bound.warning("ingest.fetch_failed", error=repr(exc))
+                    await _wait(stop, self.tuning.retry_delay)
+                    continue
+                if not msgs:  # nats-py returns [] when a pull expires on a status message
+                    continue
+                metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
+                await self._process(msgs, stop, bound)
+        finally:
+            # Unsubscribe before the drain: a pull subscription's leftover status replies (from the
+            # last expired fetch) are never consumed, and draining would wait on them until its timeout.
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger) -> bool:
+        """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
+        started = time.perf_counter()
+        batch = prepare(msgs)
+        keep_alive = asyncio.create_task(_keep_alive(msgs))
+        try:
+            result = await self._store_with_retry(batch, stop, bound)
+        finally:
+            keep_alive.cancel()
+        if result is None:
+            # Stopping while Postgres is away: give the messages back now rather than after ack wait.
+            for msg in msgs:
+                await _quietly(msg.nak(delay=self.tuning.retry_delay))
+            return False
+        # Ack only after commit: a redelivery is harmless (event ids dedupe), a loss is not.
+        # One ack per message, never ack-all: other pods hold other messages of this consumer.
+        for msg in msgs:
+            await _quietly(msg.ack())
+        metrics.EVENTS.labels("inserted").inc(result.inserted)
+        metrics.EVENTS.labels("duplicate").inc(result.duplicates)
+        metrics.DEAD_LETTERS.inc(result.dead_letters)
+        metrics.BATCH_SIZE.observe(len(msgs))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        bound.debug("ingest.batch", messages=len(msgs), **result._asdict())
+        if result.dead_letters:
+            bound.warning("ingest.dead_letters", count=result.dead_letters)
+        return True
+
+    async def _store_with_retry(
+        self, batch: PreparedBatch, stop: asyncio.Event, bound: FilteringBoundLogger
+    ) -> StoreResult | None:
+        # The batch stays in hand (kept alive by in_progress) while Postgres is down: naking it on
+        # every failure would burn through the consumer's max_deliver and lose the messages.
+        delay = self.tuning.retry_delay
+        while True:
+            try:
+                return await self._store(batch, bound)
+            except Exception as exc:
+                if not is_db_error(exc):
+                    raise
+                metrics.DB_ERRORS.inc()
+                bound.warning("ingest.db_failed", error=repr(exc), retry_in=delay)
+            if stop.is_set() or await _wait(stop, delay):
+                return None
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    async def _store(self, batch: PreparedBatch, bound: FilteringBoundLogger) -> StoreResult:
+        assert self._pool is not None
+        timeout = self.settings.database.command_timeout
+        try:
+            return await store_batch(self._pool, batch.rows, batch.dead_letters, timeout=timeout)
+        except Exception as exc:
+            if not is_poison_error(exc):
+                raise
+            bound.warning("ingest.batch_rejected", error=repr(exc))
+        # Postgres refused some value: store message by message, so only the culprits become dead letters.
+        inserted = duplicates = 0
+        dead = batch.dead_letters
+        for item in batch.items:
+            if not item.rows:
+                continue
+            try:
+                one = await store_batch(self._pool, item.rows, [], timeout=timeout)
+            except Exception as exc:
+                if not is_poison_error(exc):
+                    raise
+                dead.append(dead_letter(item.msg, f"{type(exc).__name__}: {exc}"))
+            else:
+                inserted += one.inserted
+                duplicates += one.duplicates
+        await store_batch(self._pool, [], dead, timeout=timeout)
+        return StoreResult(inserted=inserted, duplicates=duplicates, dead_letters=len(dead))
+
+
+async def _keep_alive(msgs: list[Msg]) -> None:
+    while True:
+        await asyncio.sleep(IN_PROGRESS_EVERY)
+        for msg in msgs:
+            await _quietly(msg.in_progress())
+
+
+async def _quietly(call: Awaitable[None]) -> None:
+    # An ack lost to a disconnect only means a redelivery, which the event ids make harmless.
+    try:
+        await call
+    except nats.errors.Error as exc:
+        log.warning("ingest.ack_failed", error=repr(exc))
+
+
+async def _wait(stop: asyncio.Event, timeout: float) -> bool:
+    """Sleep up to `timeout`, waking early on stop; True when stop is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
+    return stop.is_set()
+
+
+async def _until_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client | None:
+    # The first NATS connection retries forever; a stop during it must still end the worker.
+    task = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _drain(nc: Client) -> None:
+    try:
+        await nc.drain()
+    except nats.errors.Error as exc:
+        # Reconnecting or already closed: nothing more can be flushed, so just close.
+        log.warning("ingest.drain_failed", error=repr(exc))
+        await nc.close()

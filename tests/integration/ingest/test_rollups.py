@@ -1,0 +1,116 @@
+"""Rollups kept by ingest: per minute, hour and day, and per dimension, with bots counted apart."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+
+import asyncpg
+from nats.js import JetStreamContext
+from tests.integration.ingest.conftest import CHROME, RunWorker, click, eventually, publish, stored
+
+from linkpulse.settings import ClicksSettings
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.1 Mobile/15E148 Safari/604.1"
+)
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+def ms(*args: int) -> int:
+    """Epoch milliseconds of a UTC time."""
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+async def test_rollups_match_the_known_mix(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: Callable[[str], Awaitable[int]],
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link = await make_link("mix")
+    other = await make_link("other")
+    # Two days, three hours, four minutes; one bot; a click for another link that must stay apart.
+    mix = [
+        click("mix", link, ms(2025, 3, 10, 10, 15, 5), ua=CHROME, country="de", referrer="https://www.google.com/s"),
+        click("mix", link, ms(2025, 3, 10, 10, 15, 40), ua=IPHONE, country="US"),
+        click("mix", link, ms(2025, 3, 10, 10, 16, 0), ua=GOOGLEBOT, country="US"),
+        click(
+            "mix", link, ms(2025, 3, 10, 11, 0, 0), ua=CHROME, country="DE", referrer="https://news.ycombinator.com/"
+        ),
+        click("mix", link, ms(2025, 3, 11, 0, 0, 1), ua=IPHONE, referrer="https://t.co/x"),
+    ]
+    # Published in several envelopes and stored in batches of two, so upserts add up across batches.
+    for i in range(0, len(mix), 2):
+        await publish(js, mix[i : i + 2], clicks_settings.shards)
+    await publish(js, [click("other", other, ms(2025, 3, 10, 10, 15, 0))], clicks_settings.shards)
+
+    async with run_worker(LINKPULSE_INGEST_BATCH_SIZE="2"):
+        await eventually(lambda: stored(db, js, clicks_settings, 6))
+
+    async def series(table: str) -> list[tuple[datetime, int, int]]:
+        rows = await db.fetch(
+            f"SELECT bucket, clicks, bot_clicks FROM {table} WHERE link_id = $1 ORDER BY bucket", link
+        )
+        return [tuple(r) for r in rows]
+
+    assert await series("link_clicks_minute") == [
+        (utc(2025, 3, 10, 10, 15), 2, 0),
+        (utc(2025, 3, 10, 10, 16), 0, 1),
+        (utc(2025, 3, 10, 11, 0), 1, 0),
+        (utc(2025, 3, 11, 0, 0), 1, 0),
+    ]
+    assert await series("link_clicks_hour") == [
+        (utc(2025, 3, 10, 10), 2, 1),
+        (utc(2025, 3, 10, 11), 1, 0),
+        (utc(2025, 3, 11, 0), 1, 0),
+    ]
+    assert await series("link_clicks_day") == [(utc(2025, 3, 10), 3, 1), (utc(2025, 3, 11), 1, 0)]
+
+    totals = await db.fetchrow("SELECT clicks, bot_clicks, last_click_at FROM link_totals WHERE link_id = $1", link)
+    assert tuple(totals) == (4, 1, utc(2025, 3, 11, 0, 0, 1))
+    assert tuple(await db.fetchrow("SELECT clicks, bot_clicks FROM link_totals WHERE link_id = $1", other)) == (1, 0)
+
+    dims = await db.fetch(
+        "SELECT bucket, dimension, value, clicks, bot_clicks FROM link_dimension_day WHERE link_id = $1", link
+    )
+    d1, d2 = date(2025, 3, 10), date(2025, 3, 11)
+    # "" is "unknown" (no country header, no referrer, unrecognised OS): kept so each dimension sums to the total.
+    assert sorted(tuple(r) for r in dims) == sorted(
+        [
+            (d1, "country", "DE", 2, 0),
+            (d1, "country", "US", 1, 1),
+            (d1, "referrer", "google.com", 1, 0),
+            (d1, "referrer", "news.ycombinator.com", 1, 0),
+            (d1, "referrer", "", 1, 1),
+            (d1, "browser", "Chrome", 2, 0),
+            (d1, "browser", "Mobile Safari", 1, 0),
+            (d1, "browser", "Googlebot", 0, 1),
+            (d1, "os", "Windows", 2, 0),
+            (d1, "os", "iOS", 1, 0),
+            (d1, "os", "", 0, 1),
+            (d1, "device", "desktop", 2, 0),
+            (d1, "device", "mobile", 1, 0),
+            (d1, "device", "bot", 0, 1),
+            (d2, "country", "", 1, 0),
+            (d2, "referrer", "t.co", 1, 0),
+            (d2, "browser", "Mobile Safari", 1, 0),
+            (d2, "os", "iOS", 1, 0),
+            (d2, "device", "mobile", 1, 0),
+        ]
+    )
+    # The event rows keep the enrichment too, and their time is the event's, not the insert's.
+    row = await db.fetchrow("SELECT * FROM click_events WHERE id = $1::uuid", mix[2].id)
+    assert (row["ts"], row["is_bot"], row["browser"], row["device"], row["country"]) == (
+        utc(2025, 3, 10, 10, 16, 0),
+        True,
+        "Googlebot",
+        "bot",
+        "US",
+    )

@@ -1,0 +1,260 @@
+"""The ingest worker against real NATS and Postgres: exactly once per event, sharding, poison, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
+from tests.integration.ingest.conftest import (
+    RunWorker,
+    click,
+    consumers_idle,
+    eventually,
+    publish,
+    stored,
+)
+
+from linkpulse.ids import shard_for
+from linkpulse.ingest.batch import prepare
+from linkpulse.ingest.store import store_batch
+from linkpulse.localstack.servers import PostgresServer
+from linkpulse.messaging.publish import publish_with_id
+from linkpulse.messaging.streams import CLICKS_STREAM, click_subject, ingest_durable
+from linkpulse.settings import ClicksSettings
+
+MakeLink = Callable[[str], Awaitable[int]]
+
+
+def _duplicates() -> float:
+    return REGISTRY.get_sample_value("linkpulse_ingest_events_total", {"result": "duplicate"}) or 0.0
+
+
+async def test_publisher_retry_and_repacked_events_are_stored_once(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("dup")
+    events = [click("dup", link_id) for _ in range(3)]
+    # 1. The same envelope twice (a publisher retry): JetStream drops the second by its Nats-Msg-Id.
+    first = await publish(js, events, clicks_settings.shards, envelope_id="env-1")
+    retry = await publish(js, events, clicks_settings.shards, envelope_id="env-1")
+    assert (bool(first.duplicate), retry.duplicate) == (False, True)
+    # 2. The same events in a new envelope (e.g. replayed from a spill file): only the event ids can tell.
+    repacked = await publish(js, events, clicks_settings.shards, envelope_id="env-2")
+    assert not repacked.duplicate  # None or False: new to JetStream
+
+    async with run_worker():
+        await eventually(lambda: stored(db, js, clicks_settings, 3))
+
+    assert await db.fetchval("SELECT count(DISTINCT id) FROM click_events") == 3
+    assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 3
+
+
+async def test_redelivery_after_a_committed_but_unacked_batch_counts_once(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+    database_url: str,
+) -> None:
+    link_id = await make_link("redo")
+    await publish(js, [click("redo", link_id) for _ in range(4)], clicks_settings.shards)
+    shard = shard_for("redo", clicks_settings.shards)
+
+    # 1. A worker that commits the batch and dies before acking: store it, then hand the message back.
+    sub = await js.pull_subscribe_bind(durable=ingest_durable(shard), stream=CLICKS_STREAM)
+    [msg] = await sub.fetch(10, timeout=5)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        batch = prepare([msg])
+        result = await store_batch(pool, batch.rows, batch.dead_letters, timeout=5)
+        assert result.inserted == 4
+    finally:
+        await pool.close()
+    await msg.nak()
+    await sub.unsubscribe()
+
+    # 2. A real worker gets the redelivery: every event is a duplicate, so nothing is added twice.
+    duplicates_before = _duplicates()
+    async with run_worker():
+        await eventually(lambda: stored(db, js, clicks_settings, 4))
+    assert _duplicates() - duplicates_before == 4
+    assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 4
+    assert await db.fetchval("SELECT sum(clicks) FROM link_clicks_day WHERE link_id = $1", link_id) == 4
+
+
+async def _publish_many_codes(
+    js: JetStreamContext, make_link: MakeLink, settings: ClicksSettings, codes: int, per_code: int
+) -> dict[int, int]:
+    """Publish `per_code` clicks for each of `codes` links, one envelope per code; link id → clicks."""
+    expected: dict[int, int] = {}
+    for i in range(codes):
+        code = f"c{i}"
+        link_id = await make_link(code)
+        await publish(js, [click(code, link_id) for _ in range(per_code)], settings.shards)
+        expected[link_id] = per_code
+    return expected
+
+
+async def test_events_land_on_their_shard_and_two_workers_store_each_once(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    expected = await _publish_many_codes(js, make_link, clicks_settings, codes=40, per_code=5)
+    # 1. Every stored message sits on the subject of its code's shard, and all shards are used.
+    info = await js.stream_info(CLICKS_STREAM)
+    subjects: Counter[str] = Counter()
+    for seq in range(1, info.state.messages + 1):
+        stored_msg = await js.get_msg(CLICKS_STREAM, seq)
+        code = stored_msg.data.split(b'"code":"', 1)[1].split(b'"', 1)[0].decode()
+        assert stored_msg.subject == click_subject(shard_for(code, clicks_settings.shards))
+        subjects[stored_msg.subject] += 1
+    assert len(subjects) == clicks_settings.shards
+
+    # 2. Two workers share the durable consumers; small batches make them interleave.
+    async with run_worker(LINKPULSE_INGEST_BATCH_SIZE="3"), run_worker(LINKPULSE_INGEST_BATCH_SIZE="3"):
+        await eventually(lambda: stored(db, js, clicks_settings, 200))
+
+    totals = dict(await db.fetch("SELECT link_id, clicks FROM link_totals"))
+    assert totals == expected
+
+
+async def test_two_worker_processes_store_each_event_once(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    ingest_env: dict[str, str],
+    clicks_settings: ClicksSettings,
+) -> None:
+    # `python -m linkpulse.ingest` twice, as two pods would run it.
+    env = {**os.environ, **ingest_env, "LINKPULSE_INGEST_BATCH_SIZE": "5"}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "linkpulse.ingest", env=env, stderr=asyncio.subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    try:
+        expected = await _publish_many_codes(js, make_link, clicks_settings, codes=20, per_code=10)
+        await eventually(lambda: stored(db, js, clicks_settings, 200), timeout=30)
+        assert dict(await db.fetch("SELECT link_id, clicks FROM link_totals")) == expected
+        # SIGTERM is a clean stop: both finish, drain and exit 0.
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [await asyncio.wait_for(p.wait(), 15) for p in procs] == [0, 0]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_poison_message_is_kept_as_a_dead_letter_and_the_shard_moves_on(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("poison")
+    shard = shard_for("poison", clicks_settings.shards)
+    await publish(js, [click("poison", link_id) for _ in range(2)], clicks_settings.shards)
+    garbage = await publish_with_id(js, click_subject(shard), b"\x00 not an envelope {", "garbage-1")
+    await publish(js, [click("poison", link_id) for _ in range(3)], clicks_settings.shards)
+
+    async with run_worker():
+        await eventually(lambda: stored(db, js, clicks_settings, 5))
+        dead = await eventually(lambda: db.fetch("SELECT * FROM dead_letters"))
+
+    [row] = dead
+    assert (row["stream"], row["subject"], row["stream_seq"], row["msg_id"], row["payload"]) == (
+        CLICKS_STREAM,
+        click_subject(shard),
+        garbage.seq,
+        "garbage-1",
+        b"\x00 not an envelope {",
+    )
+    assert "DecodeError" in row["error"]
+    assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 5
+    info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+async def test_postgres_outage_holds_the_batch_unacked_until_it_is_back(
+    js: JetStreamContext,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+    postgres_server: PostgresServer,
+) -> None:
+    link_id = await make_link("outage")
+    shard = shard_for("outage", clicks_settings.shards)
+    await publish(js, [click("outage", link_id) for _ in range(3)], clicks_settings.shards)
+    # A database that does not exist yet stands in for a Postgres that is down.
+    name = "ingest_outage"
+    url = postgres_server.url_for(name)
+    errors_before = REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0
+
+    async def failed_twice() -> bool:
+        return (REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0) >= errors_before + 2
+
+    try:
+        # 1. The worker starts anyway, keeps the batch in hand and acks nothing.
+        async with run_worker(LINKPULSE_DATABASE_URL=url):
+            await eventually(failed_twice)
+            info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
+            # Held, not naked: the redelivery budget (max_deliver) is not spent during an outage.
+            assert (info.num_ack_pending, info.num_redelivered) == (1, 0)
+        # 2. Stopping during the outage hands the message back; a worker started after recovery stores it.
+        await asyncio.to_thread(postgres_server.create_database, name, "linkpulse_template")
+        conn = await asyncpg.connect(url)
+        try:
+            async with run_worker(LINKPULSE_DATABASE_URL=url):
+                await eventually(lambda: stored(conn, js, clicks_settings, 3))
+            assert await conn.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 3
+        finally:
+            await conn.close()
+    finally:
+        await asyncio.to_thread(postgres_server.psql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")
+    assert await consumers_idle(js, clicks_settings)
+
+
+async def test_message_postgres_rejects_is_dead_lettered_and_its_batch_mates_are_stored(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    # A constraint stands in for any value Postgres refuses (SQLSTATE 22/23) that decoding let through.
+    await db.execute("ALTER TABLE click_events ADD CONSTRAINT no_evil CHECK (code <> 'evil')")
+    shard = shard_for("evil", clicks_settings.shards)
+    good = next(c for c in (f"g{i}" for i in range(100)) if shard_for(c, clicks_settings.shards) == shard)
+    evil_id, good_id = await make_link("evil"), await make_link(good)
+    await publish(js, [click(good, good_id)], clicks_settings.shards)
+    rejected = await publish(js, [click("evil", evil_id)], clicks_settings.shards)
+    await publish(js, [click(good, good_id) for _ in range(2)], clicks_settings.shards)
+
+    # One batch: the whole transaction fails, then each message is retried alone.
+    async with run_worker():
+        await eventually(lambda: stored(db, js, clicks_settings, 3))
+        dead = await eventually(lambda: db.fetch("SELECT stream_seq, error FROM dead_letters"))
+
+    assert [r["stream_seq"] for r in dead] == [rejected.seq]
+    assert "CheckViolationError" in dead[0]["error"]
+    assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", good_id) == 3
+    assert await db.fetchval("SELECT count(*) FROM link_totals WHERE link_id = $1", evil_id) == 0
