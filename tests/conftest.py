@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import nats
 import pytest
 import redis
@@ -107,3 +109,28 @@ def service_env(nats_url: str, redis_url: str, database_url: str, clicks_setting
         "LINKPULSE_CLICKS_SHARDS": str(clicks_settings.shards),
         "LINKPULSE_CLICKS_MAX_BYTES": str(clicks_settings.max_bytes),
     }
+
+
+MakeLink = Callable[..., Awaitable[int]]
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to this test's database, for arranging rows and checking them."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def make_link(db: asyncpg.Connection) -> MakeLink:
+    """Insert a link row directly (bypassing the admin API); returns its id."""
+
+    async def make(code: str, url: str = "https://example.com/landing", **columns: Any) -> int:
+        names = ["code", "url", *columns]
+        values = [code, url, *columns.values()]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        sql = f"INSERT INTO links ({', '.join(names)}) VALUES ({placeholders}) RETURNING id"
+        return int(await db.fetchval(sql, *values))
+
+    return make

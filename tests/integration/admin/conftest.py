@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import asyncpg
 import nats
 import pytest
 from litestar.testing import AsyncTestClient
@@ -41,14 +40,6 @@ async def client(admin_settings: AdminSettings, admin_key: str) -> AsyncIterator
     async with AsyncTestClient(app=create_app(admin_settings)) as client:
         client.headers["Authorization"] = f"Bearer {admin_key}"
         yield client
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to this test's database, for arranging rows and checking them."""
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

@@ -90,26 +90,6 @@ def js(nc: Client) -> JetStreamContext:
     return nc.jetstream()
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to this test's database."""
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-def make_link(db: asyncpg.Connection) -> Callable[[str], Awaitable[int]]:
-    """Insert a link row (events carry its id); returns the id."""
-
-    async def make(code: str) -> int:
-        return int(
-            await db.fetchval("INSERT INTO links (code, url) VALUES ($1, 'https://example.com') RETURNING id", code)
-        )
-
-    return make
-
-
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.settings import RedirectSettings
-
-MakeLink = Callable[..., Awaitable[int]]
 
 
 @pytest.fixture
@@ -33,26 +30,3 @@ async def redirect_client(redirect_env: dict[str, str]) -> AsyncIterator[AsyncTe
     app = create_app(RedirectSettings.from_env(redirect_env))
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
         yield client
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to this test's database."""
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-def make_link(db: asyncpg.Connection) -> MakeLink:
-    """Insert a link row directly (the admin API is tested on its own); returns its id."""
-
-    async def make(code: str, url: str = "https://example.com/landing", **columns: Any) -> int:
-        names = ["code", "url", *columns]
-        values = [code, url, *columns.values()]
-        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-        return int(
-            await db.fetchval(f"INSERT INTO links ({', '.join(names)}) VALUES ({placeholders}) RETURNING id", *values)
-        )
-
-    return make

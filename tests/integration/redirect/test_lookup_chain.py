@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
+from tests.conftest import MakeLink
 
 from linkpulse.links import LinkRecord, decode_record, encode_record, redis_key
 from linkpulse.localstack.servers import RedisServer
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.settings import RedirectSettings
-
-from .conftest import MakeLink
 
 
 async def redis_calls(url: str, command: str) -> int:

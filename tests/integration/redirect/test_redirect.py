@@ -8,12 +8,11 @@ from typing import Any
 import nats
 import pytest
 from litestar.testing import AsyncTestClient
+from tests.conftest import MakeLink
 
 from linkpulse.events import decode_click_batch
 from linkpulse.ids import shard_for
 from linkpulse.messaging.streams import CLICKS_STREAM
-
-from .conftest import MakeLink
 
 
 async def published_clicks(nats_url: str) -> list[Any]:

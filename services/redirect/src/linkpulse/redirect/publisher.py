@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict, deque
 
@@ -42,6 +43,7 @@ class ClickPublisher:
         self._queue: deque[ClickEvent] = deque()
         self._ready = asyncio.Event()
         self._closing = False
+        self._stopping = asyncio.Event()
         self._replay_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -72,6 +74,7 @@ class ClickPublisher:
     async def close(self) -> None:
         """Drain: publish what is queued within the drain timeout, spill the rest, stop."""
         self._closing = True
+        self._stopping.set()
         self._ready.set()
         self._replay_wanted.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -93,7 +96,9 @@ class ClickPublisher:
                 if self._closing:
                     return
                 # Let a burst fill the envelopes: one message per shard beats one per click.
-                await asyncio.sleep(self._settings.linger)
+                # Waiting on the stop event, not sleeping: shutdown must not wait out the linger.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._settings.linger)
             await self._publish_round(None)
             self._spill.sync()
 
