@@ -97,3 +97,22 @@ async def test_get_publishes_one_click_on_its_shard_and_head_publishes_none(
         assert event.country == ""
         assert event.lang == "de-DE"
         assert event.referrer == "https://news.example.org/item"
+
+
+async def test_click_limit_answers_410_once_reached(redirect_client: AsyncTestClient[Any], make_link: MakeLink) -> None:
+    # No ingest runs here: the limit is enforced from this process's own count of answered clicks.
+    await make_link("limited", max_clicks=5)
+    statuses = [(await redirect_client.get("/limited", follow_redirects=False)).status_code for _ in range(7)]
+    assert statuses == [302] * 5 + [410, 410]
+    # HEAD never counts, and is refused once the limit is reached like GET.
+    assert (await redirect_client.head("/limited", follow_redirects=False)).status_code == 410
+
+
+async def test_click_limit_counts_clicks_stored_by_other_processes(
+    redirect_client: AsyncTestClient[Any], make_link: MakeLink, db: Any
+) -> None:
+    link_id = await make_link("shared", max_clicks=10)
+    # Other redirect pods' clicks reach this one through the rollups ingest keeps.
+    await db.execute("INSERT INTO link_totals (link_id, clicks, bot_clicks) VALUES ($1, 7, 2)", link_id)
+    assert (await redirect_client.get("/shared", follow_redirects=False)).status_code == 302
+    assert (await redirect_client.get("/shared", follow_redirects=False)).status_code == 410

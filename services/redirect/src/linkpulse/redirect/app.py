@@ -12,6 +12,7 @@ from litestar import Litestar
 
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
+from linkpulse.redirect.budget import ClickBudget
 from linkpulse.redirect.cache import LinkCache
 from linkpulse.redirect.invalidation import CacheInvalidator
 from linkpulse.redirect.lookup import LinkLookup
@@ -56,6 +57,7 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
         holder.update(publisher=publisher, invalidator=invalidator)
         app.state.update(
             lookup=LinkLookup(cache, redis, pool, settings.redis.ttl),
+            budget=ClickBudget(pool, settings.cache.click_count_refresh),
             publisher=publisher,
             proxies=TrustedProxies(settings.proxy.trusted),
             country_header=settings.proxy.country_header.lower(),

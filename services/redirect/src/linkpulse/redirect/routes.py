@@ -42,7 +42,8 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
     if link is None:
         return _plain(404, "no such link")
     now_ms = time.time_ns() // 1_000_000
-    if status_of(link, now_ms) == "gone":
+    used = await state.budget.used(link.id) if link.max_clicks is not None else None
+    if status_of(link, now_ms, used) == "gone":
         return _plain(410, "link is no longer active")
 
     location = link.url
@@ -51,6 +52,8 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
         location = f"{location}{'&' if '?' in location else '?'}{query.decode('latin-1')}"
 
     if request.method == "GET":
+        if used is not None:
+            state.budget.record(link.id)
         headers = request.headers
         peer = request.client.host if request.client else ""
         proxies = state.proxies

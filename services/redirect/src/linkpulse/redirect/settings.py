@@ -27,6 +27,8 @@ class CacheSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds an unknown code stays cached as unknown, keeping floods of bad codes off the database."""
     negative_max_entries: int = 100_000
     """Bound on remembered unknown codes, so a scan of random codes cannot grow memory without end."""
+    click_count_refresh: float = 1.0
+    """Seconds between reads of a click-limited link's stored total (see budget.py for exactness)."""
 
 
 class PublisherSettings(msgspec.Struct, frozen=True, kw_only=True):
