@@ -94,3 +94,19 @@ async def test_redirects_answer_from_postgres_while_redis_is_down(
     assert resp.status_code == 302
     assert resp.headers["location"] == "https://example.com/two"
     assert (await client_with_own_redis.get("/readyz")).status_code == 200
+
+
+async def test_redis_copy_older_than_an_announced_change_is_ignored(
+    redirect_client: AsyncTestClient[Any], make_link: MakeLink, redis_url: str
+) -> None:
+    # Postgres holds version 2; Redis still holds version 1 (its write-through failed).
+    link_id = await make_link("stale", "https://example.com/v2", version=2)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set(
+        redis_key("stale"), encode_record(LinkRecord(id=link_id, code="stale", url="https://example.com/v1"))
+    )
+    await client.aclose()
+    # The LinkChanged event for version 2 reached this process.
+    redirect_client.app.state.lookup.cache.evict("stale", 2)
+    resp = await redirect_client.get("/stale", follow_redirects=False)
+    assert resp.headers["location"] == "https://example.com/v2"

@@ -48,9 +48,9 @@ class CacheInvalidator:
             event = decode_link_changed(msg.data)
         except DecodeError:
             # Still evict by subject: an unreadable change must not leave a stale link cached.
-            code = msg.subject.removeprefix("links.")
+            code, version = msg.subject.removeprefix("links."), None
             log.warning("invalidation.undecodable", subject=msg.subject)
         else:
-            code = event.code
-        self._cache.evict(code)
+            code, version = event.code, event.version
+        self._cache.evict(code, version)
         INVALIDATIONS.inc()

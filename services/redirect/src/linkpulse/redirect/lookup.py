@@ -74,10 +74,11 @@ class LinkLookup:
             del self._inflight[code]
 
     async def _load(self, code: str) -> LinkRecord | None:
+        generation = self.cache.generation
         record = await self._from_redis(code)
-        if record is not None:
+        if record is not None and record.version >= self.cache.floor(code):
             _REDIS.inc()
-            self.cache.put(code, record)
+            self._remember(code, record, generation)
             return record
         try:
             row = await self._pool.fetchrow(_SELECT, code)
@@ -85,10 +86,16 @@ class LinkLookup:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
         _DB.inc()
         record = LinkRecord(**dict(row)) if row is not None else None
-        self.cache.put(code, record)
+        self._remember(code, record, generation)
         if record is not None:
             await self._fill_redis(record)
         return record
+
+    def _remember(self, code: str, record: LinkRecord | None, generation: int) -> None:
+        # An eviction while we were reading means what we read may predate the change: serve it
+        # to this request only, and let the next one read again.
+        if self.cache.generation == generation:
+            self.cache.put(code, record)
 
     async def _from_redis(self, code: str) -> LinkRecord | None:
         if time.monotonic() < self._redis_down_until:
