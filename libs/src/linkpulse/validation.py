@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
@@ -12,14 +13,17 @@ __all__ = [
     "RESERVED_CODES",
     "InvalidInput",
     "validate_code",
+    "validate_expiry",
     "validate_url",
 ]
 
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_URL_BYTES = 2048
-# Paths the services answer themselves, or will: a link must never shadow them.
+# Paths the services answer themselves, or will: a link must never shadow them. `bulk` and
+# `export` are admin paths under /api/v1/links/, beside /api/v1/links/{code}.
 RESERVED_CODES = frozenset(
     {"api", "healthz", "readyz", "metrics", "schema", "docs", "admin", "static", "favicon.ico", "robots.txt"}
+    | {"bulk", "export"}
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -35,6 +39,18 @@ def validate_code(code: str) -> str:
     if code.lower() in RESERVED_CODES:
         raise InvalidInput(f"code {code!r} is reserved")
     return code
+
+
+def validate_expiry(expires_at: datetime, *, must_be_future: bool = True) -> datetime:
+    """Return the expiry if it can be stored (and, by default, lies in the future), else raise InvalidInput."""
+    try:
+        # Stored in UTC: year 9999 at -02:00 (or year 1 at +01:00) is past what a datetime holds.
+        in_utc = expires_at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput("expires_at is out of range") from None
+    if must_be_future and in_utc <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future")
+    return expires_at
 
 
 def validate_url(url: str, own_hosts: Collection[str] = ()) -> str:

@@ -128,6 +128,7 @@ BAD_BODIES = [
     ({"url": "https://example.com", "title": "t" * 201}, "title: Expected `str` of length <= 200"),
     ({"url": "https://example.com", "expires_at": "2030-01-01T00:00:00"}, "expires_at: Expected `datetime` with"),
     ({"url": "https://example.com", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at must be in the future"),
+    ({"url": "https://example.com", "expires_at": "9999-12-31T23:00:00-02:00"}, "expires_at is out of range"),
     ({}, "missing required field `url`"),
     ([], "Expected `object`, got `array`"),
 ]
@@ -287,10 +288,11 @@ async def test_key_without_the_scope_is_403(client: AsyncTestClient, db: asyncpg
     assert await db.fetchval("SELECT last_used_at IS NOT NULL FROM api_keys WHERE name = 'reader'")
 
 
-async def test_redis_down_still_creates_the_link(
-    admin_settings: AdminSettings, admin_key: str, db: asyncpg.Connection
+async def test_redis_down_still_creates_the_link_and_leaves_the_event_to_the_relay(
+    admin_settings: AdminSettings, admin_key: str, db: asyncpg.Connection, js: JetStreamContext
 ) -> None:
-    # Port 1 refuses at once: the write-through fails, the link is stored and announced anyway.
+    # Port 1 refuses at once: the write-through fails, the link is stored anyway. The event is not
+    # published yet (pods would re-read the old record from Redis): the relay takes it (test_outbox.py).
     settings = msgspec.structs.replace(
         admin_settings, redis=msgspec.structs.replace(admin_settings.redis, url="redis://127.0.0.1:1/0")
     )
@@ -301,7 +303,8 @@ async def test_redis_down_still_creates_the_link(
             headers={"Authorization": f"Bearer {admin_key}"},
         )
     assert response.status_code == 201, response.text
-    assert await db.fetchval("SELECT published_at IS NOT NULL FROM link_events WHERE code = 'noredis'")
+    assert await db.fetchval("SELECT published_at IS NULL FROM link_events WHERE code = 'noredis'")
+    assert (await js.stream_info(LINKS_STREAM)).state.messages == 0
 
 
 async def test_publish_failure_leaves_the_event_pending_in_the_outbox(

@@ -39,6 +39,17 @@ def test_admin_variables_are_read() -> None:
     assert settings.admin.short_url("abc") == "https://Lp.Example.com/abc"
 
 
+def test_relay_and_fault_settings() -> None:
+    defaults = AdminSettings.from_env({}).admin
+    assert (defaults.relay_interval, defaults.fault_exit_after_commit) == (1.0, False)
+    set_ = AdminSettings.from_env(
+        {"LINKPULSE_ADMIN_RELAY_INTERVAL": "0.25", "LINKPULSE_ADMIN_FAULT_EXIT_AFTER_COMMIT": "true"}
+    ).admin
+    assert (set_.relay_interval, set_.fault_exit_after_commit) == (0.25, True)
+    with pytest.raises(SettingsError, match="LINKPULSE_ADMIN_RELAY_INTERVAL"):
+        AdminSettings.from_env({"LINKPULSE_ADMIN_RELAY_INTERVAL": "0"})
+
+
 def test_a_bad_value_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="LINKPULSE_ADMIN_MAX_BODY_BYTES"):
         AdminSettings.from_env({"LINKPULSE_ADMIN_MAX_BODY_BYTES": "lots"})
@@ -59,4 +70,6 @@ def test_env_names_cover_every_group() -> None:
         "LINKPULSE_ADMIN_PUBLIC_URL",
         "LINKPULSE_ADMIN_OWN_HOSTS",
         "LINKPULSE_ADMIN_MAX_BODY_BYTES",
+        "LINKPULSE_ADMIN_RELAY_INTERVAL",
+        "LINKPULSE_ADMIN_FAULT_EXIT_AFTER_COMMIT",
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from linkpulse.validation import InvalidInput, validate_code, validate_url
+from linkpulse.validation import InvalidInput, validate_code, validate_expiry, validate_url
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,14 @@ def test_valid_codes(code: str) -> None:
 def test_invalid_or_reserved_codes_are_refused(code: str) -> None:
     with pytest.raises(InvalidInput):
         validate_code(code)
+
+
+def test_expiry_past_the_representable_range_is_refused() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    with pytest.raises(InvalidInput, match="out of range"):
+        validate_expiry(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2))))
+    with pytest.raises(InvalidInput, match="future"):
+        validate_expiry(datetime.now(UTC) - timedelta(seconds=1))
+    past = datetime.now(UTC) - timedelta(days=1)
+    assert validate_expiry(past, must_be_future=False) == past

@@ -1,4 +1,4 @@
-"""`linkpulse`: run the local stack, migrate, set up streams."""
+"""`linkpulse`: run the local stack, migrate, set up streams, manage API keys."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from linkpulse.cli import keys as keys_cli
 from linkpulse.localstack.process import StartError
 from linkpulse.logs import configure_logging
 from linkpulse.settings import SettingsError
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     streams = sub.add_parser("streams", help="create or update the CLICKS and LINKS streams and consumers")
     streams.add_argument("--nats-url", default=os.environ.get("LINKPULSE_NATS_URL"),
                          help="NATS URL (default $LINKPULSE_NATS_URL)")  # fmt: skip
+
+    keys_cli.add_parser(sub)
     return parser
 
 
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             return _migrate(args)
         if args.command == "streams":
             return _streams(args)
+        if args.command == "keys":
+            return keys_cli.run(args)
     except (StartError, SettingsError) as exc:
         print(f"linkpulse {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -12,9 +12,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from linkpulse.admin.api import validation_error_handler
+from linkpulse.admin.keys.controller import KeyController
+from linkpulse.admin.links.bulk_controller import LinkBulkController
 from linkpulse.admin.links.controller import LinkController
-from linkpulse.admin.resources import database, database_ready, messaging, redis_client
+from linkpulse.admin.resources import database, database_ready, messaging, outbox_relay, redis_client
 from linkpulse.admin.settings import AdminSettings
+from linkpulse.admin.stats.controller import StatsController
 from linkpulse.web import ServicePlugin
 
 __all__ = ["create_app"]
@@ -24,9 +27,14 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
     """Build the admin API; settings come from the environment unless given (tests pass them)."""
     settings = settings or AdminSettings.from_env(os.environ)
     return Litestar(
-        route_handlers=[LinkController],
+        route_handlers=[LinkController, LinkBulkController, StatsController, KeyController],
         # Entered in order and left in reverse: NATS drains before the pool closes.
-        lifespan=[partial(database, settings), partial(redis_client, settings), partial(messaging, settings)],
+        lifespan=[
+            partial(database, settings),
+            partial(redis_client, settings),
+            partial(messaging, settings),
+            partial(outbox_relay, settings),  # needs all three; stops first
+        ],
         plugins=[ServicePlugin()],
         state=State({"settings": settings, "readiness": database_ready}),
         exception_handlers={ValidationException: validation_error_handler},

@@ -1,13 +1,11 @@
-"""API keys: generation, SHA-256 storage, Bearer authentication and scope guards."""
+"""Bearer authentication by API key (SHA-256 lookup, constant-time check), the bootstrap key, scope guards."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -17,7 +15,22 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from linkpulse.admin.settings import AdminOptions
+from linkpulse.apikeys import (
+    ADMIN,
+    KEY_PREFIX,
+    LINKS_READ,
+    LINKS_WRITE,
+    SCOPES,
+    STATS_READ,
+    generate_key,
+    has_scope,
+    hash_key,
+    key_prefix,
+)
+from linkpulse.db import apikeys as keys_db
 
+# The key primitives live in `linkpulse.apikeys` (the CLI mints keys too); they are re-exported
+# here so the admin code has one place to import auth from.
 __all__ = [
     "ADMIN",
     "KEY_PREFIX",
@@ -36,14 +49,6 @@ __all__ = [
     "requires",
 ]
 
-LINKS_READ: Final = "links:read"
-LINKS_WRITE: Final = "links:write"
-STATS_READ: Final = "stats:read"
-ADMIN: Final = "admin"
-SCOPES: Final = frozenset({LINKS_READ, LINKS_WRITE, STATS_READ, ADMIN})
-
-KEY_PREFIX: Final = "lp_"
-_DISPLAY_CHARS = 8
 # Generated keys are 46 characters; anything far longer is not a key and is not worth hashing.
 _MAX_KEY_CHARS = 512
 # last_used_at is a hint for operators; refreshing it at most once a minute saves a write per request.
@@ -67,26 +72,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return has_scope(self.scopes, scope)
 
 
-def generate_key() -> str:
-    """A new API key: `lp_` + 43 URL-safe characters (256 random bits). Shown once, stored hashed."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> bytes:
-    """SHA-256 of a key, the only form stored; keys are 256-bit random, so a slow hash adds nothing."""
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-def key_prefix(key: str) -> str:
-    """The first 8 characters, stored for display so an operator can tell keys apart."""
-    return key[:_DISPLAY_CHARS]
-
-
-def has_scope(granted: Collection[str], required: str) -> bool:
-    """Whether `granted` covers `required`; `admin` implies every scope."""
-    return ADMIN in granted or required in granted
-
-
 async def ensure_bootstrap_key(pool: asyncpg.Pool, options: AdminOptions) -> None:
     """Upsert the bootstrap admin key (`options.key`, by hash), so a fresh install has a way in.
 
@@ -97,14 +82,13 @@ async def ensure_bootstrap_key(pool: asyncpg.Pool, options: AdminOptions) -> Non
     if not options.key:
         return
     if len(options.key) < 32:
-        log.warning("auth.bootstrap_key_short", chars=len(options.key), hint="use `linkpulse` to generate one")
-    revoked = await pool.fetchval(
-        """INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ('bootstrap', $1, $2, $3)
-           ON CONFLICT (key_hash) DO UPDATE SET name = EXCLUDED.name, scopes = EXCLUDED.scopes
-           RETURNING revoked_at IS NOT NULL""",
-        key_prefix(options.key),
-        hash_key(options.key),
-        [ADMIN],
+        log.warning(
+            "auth.bootstrap_key_short",
+            chars=len(options.key),
+            hint="use 32+ random characters, or `linkpulse keys create`",
+        )
+    revoked = await keys_db.upsert_bootstrap(
+        pool, name="bootstrap", prefix=key_prefix(options.key), key_hash=hash_key(options.key), scopes=[ADMIN]
     )
     if revoked:
         log.warning("auth.bootstrap_key_revoked", prefix=key_prefix(options.key))
@@ -120,23 +104,22 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
         return cached
     digest = _bearer_digest(connection.headers.get("authorization", ""))
     pool: asyncpg.Pool = connection.app.state.db
-    row = await pool.fetchrow(
-        "SELECT id, name, prefix, key_hash, scopes, expires_at, revoked_at, last_used_at"
-        " FROM api_keys WHERE key_hash = $1",
-        digest,
-    )
+    # Read on every request, never cached across requests: a revocation or expiry applies to
+    # the very next request.
+    found = await keys_db.find_by_hash(pool, digest)
     # The lookup is by hash, so its timing says nothing about the key; the constant-time
     # comparison of what came back keeps it so however the database matched.
-    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
+    if found is None or not hmac.compare_digest(found[1], digest):
         raise _unauthorized("invalid API key")
+    key = found[0]
     now = datetime.now(UTC)
-    if row["revoked_at"] is not None:
+    if key.revoked_at is not None:
         raise _unauthorized("API key revoked")
-    if row["expires_at"] is not None and row["expires_at"] <= now:
+    if key.expires_at is not None and key.expires_at <= now:
         raise _unauthorized("API key expired")
-    if row["last_used_at"] is None or now - row["last_used_at"] > _TOUCH_EVERY:
-        await pool.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
-    principal = Principal(key_id=row["id"], name=row["name"], prefix=row["prefix"], scopes=frozenset(row["scopes"]))
+    if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
+        await keys_db.touch_last_used(pool, key.id)
+    principal = Principal(key_id=key.id, name=key.name, prefix=key.prefix, scopes=frozenset(key.scopes))
     connection.scope["auth"] = principal
     connection.scope["user"] = principal.name
     return principal

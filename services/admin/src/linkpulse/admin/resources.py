@@ -1,8 +1,9 @@
-"""Lifespan resources: the Postgres pool, the Redis client and the NATS connection, each on `app.state`."""
+"""Lifespan resources: Postgres pool, Redis client, NATS connection (each on `app.state`), the outbox relay."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,13 +11,17 @@ from litestar import Litestar
 from redis.asyncio import Redis
 
 from linkpulse.admin.auth import ensure_bootstrap_key
+from linkpulse.admin.outbox import OutboxRelay, RecordWriter
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
 
-__all__ = ["database", "database_ready", "messaging", "redis_client"]
+__all__ = ["database", "database_ready", "messaging", "outbox_relay", "redis_client"]
 
 _READY_TIMEOUT = 2.0
+_REDIS_TIMEOUT_FLOOR = 1.0
+# A relay pass holds a few publishes at most; past this, shutdown cancels it (its rows stay pending).
+_RELAY_STOP_TIMEOUT = 5.0
 
 
 @asynccontextmanager
@@ -34,9 +39,10 @@ async def database(settings: AdminSettings, app: Litestar) -> AsyncIterator[None
 @asynccontextmanager
 async def redis_client(settings: AdminSettings, app: Litestar) -> AsyncIterator[None]:
     """`app.state.redis`: connects lazily, so a Redis outage never stops the API from starting."""
-    client = Redis.from_url(
-        settings.redis.url, socket_timeout=settings.redis.timeout, socket_connect_timeout=settings.redis.timeout
-    )
+    # The shared timeout is sized for the redirect's hot path; here a slow Redis should delay a
+    # write-through, not skip it (a skipped one delays the change by a relay pass).
+    timeout = max(settings.redis.timeout, _REDIS_TIMEOUT_FLOOR)
+    client = Redis.from_url(settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
     app.state.redis = client
     try:
         yield
@@ -55,6 +61,29 @@ async def messaging(settings: AdminSettings, app: Litestar) -> AsyncIterator[Non
     finally:
         if not nc.is_closed:
             await nc.drain()
+
+
+@asynccontextmanager
+async def outbox_relay(settings: AdminSettings, app: Litestar) -> AsyncIterator[None]:
+    """The outbox relay as a background task; needs `db`, `redis` and `js`, so it is entered after them.
+
+    It stops (finishing its pass) before NATS drains and the pool closes.
+    """
+    relay = OutboxRelay(
+        app.state.db,
+        RecordWriter(app.state.redis, settings.redis.ttl),
+        app.state.js,
+        interval=settings.admin.relay_interval,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop), name="outbox-relay")
+    try:
+        yield
+    finally:
+        stop.set()
+        # On timeout wait_for cancels it; whatever it had not marked stays pending for the next start.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, _RELAY_STOP_TIMEOUT)
 
 
 async def database_ready(app: Litestar) -> bool:

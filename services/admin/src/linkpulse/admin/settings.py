@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import msgspec
@@ -35,13 +36,18 @@ class AdminOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Extra comma-separated hosts serving the shortener; targets there would loop, so are refused."""
     max_body_bytes: int = 1_048_576
     """Largest request body in bytes (1 MiB); bigger ones get 413 before any parsing."""
+    relay_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """Seconds between outbox relay passes (one runs at startup too): how long an unpublished change can wait."""
+    fault_exit_after_commit: bool = False
+    """TEST ONLY: exit with status 70 right after a link change commits, before Redis and NATS (outbox test)."""
 
     def __repr__(self) -> str:
         # Settings may end up in a log line or a traceback; the key must not.
         key = "'***'" if self.key else "''"
         return (
             f"AdminOptions(key={key}, public_url={self.public_url!r}, own_hosts={self.own_hosts!r}, "
-            f"max_body_bytes={self.max_body_bytes})"
+            f"max_body_bytes={self.max_body_bytes}, relay_interval={self.relay_interval}, "
+            f"fault_exit_after_commit={self.fault_exit_after_commit})"
         )
 
     def hosts(self) -> frozenset[str]:

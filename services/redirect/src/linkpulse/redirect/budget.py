@@ -57,7 +57,7 @@ class ClickBudget:
         try:
             try:
                 stored = await self._pool.fetchval(_USED, link_id) or 0
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("budget.refresh_failed", link_id=link_id, error=type(exc).__name__)
                 previous = self._counts.get(link_id)
                 # Keep counting on top of what we knew; retry the read after another interval.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import asyncpg
 import nats.errors
@@ -12,28 +14,41 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from linkpulse.admin.links.schemas import Link, LinkCreate
+from linkpulse.admin.links.schemas import Cursor, Link, LinkCreate, LinkPage, LinkUpdate, encode_cursor
+from linkpulse.admin.outbox import RecordWriter, epoch_ms, link_record
 from linkpulse.admin.settings import AdminOptions
 from linkpulse.events import LinkChanged, encode
 from linkpulse.ids import new_code, new_event_id
-from linkpulse.links import LinkRecord, encode_record, redis_key
+from linkpulse.links import LinkRecord
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
-from linkpulse.validation import InvalidInput, validate_code, validate_url
+from linkpulse.validation import InvalidInput, validate_code, validate_expiry, validate_url
 
-__all__ = ["CodeTaken", "InvalidInput", "LinkService"]
+__all__ = [
+    "FAULT_EXIT_STATUS",
+    "CodeTaken",
+    "InvalidInput",
+    "LinkService",
+    "created_event",
+    "link_record",
+    "random_code",
+]
 
 # 62**7 codes: a collision is rare, five in a row means something else is wrong.
 _CODE_ATTEMPTS = 5
 # The event waits in the outbox if NATS is slow; a request should not wait long for it.
 _PUBLISH_TIMEOUT = 1.0
 _CODE_CONSTRAINT = "links_code_key"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Exit status of the test-only fault point (EX_SOFTWARE), so a test can tell it from a crash.
+FAULT_EXIT_STATUS = 70
 
 _LINK_COLUMNS = (
     "l.id, l.code, l.url, l.redirect_type, l.active, l.expires_at, l.max_clicks, l.tags, l.title,"
-    " l.forward_query, l.created_at, l.updated_at, l.version"
+    " l.forward_query, l.created_at, l.updated_at, l.version, l.deleted_at"
 )
+_TOTALS = "coalesce(t.clicks, 0) AS clicks, coalesce(t.bot_clicks, 0) AS bot_clicks"
+# What a PATCH may set, by LinkUpdate field; only these names ever reach the SQL text.
+_UPDATABLE = frozenset(LinkUpdate.__struct_fields__)
 
 log = structlog.get_logger(__name__)
 
@@ -64,10 +79,9 @@ class LinkService:
             redis_ttl: seconds a written-through record lives in Redis.
         """
         self._pool = pool
-        self._redis = redis
+        self._records = RecordWriter(redis, redis_ttl)
         self._js = js
         self._options = options
-        self._redis_ttl = redis_ttl
 
     async def create(self, data: LinkCreate) -> Link:
         """Store a new link with its `created` event in one transaction, then cache and announce it.
@@ -79,10 +93,10 @@ class LinkService:
         url = validate_url(data.url, self._options.hosts())
         if data.code is not None:
             validate_code(data.code)
-        if data.expires_at is not None and data.expires_at <= datetime.now(UTC):
-            raise InvalidInput("expires_at must be in the future")
+        if data.expires_at is not None:
+            validate_expiry(data.expires_at)
         for _ in range(_CODE_ATTEMPTS):
-            code = data.code if data.code is not None else _random_code()
+            code = data.code if data.code is not None else random_code()
             try:
                 row, event = await self._insert(code, url, data)
             except asyncpg.UniqueViolationError as exc:
@@ -94,13 +108,13 @@ class LinkService:
             break
         else:
             raise RuntimeError(f"no free random code after {_CODE_ATTEMPTS} attempts")
-        await self._after_commit(_record(row), event)
+        await self._after_commit(link_record(row), event)
         return self._link(row, clicks=0, bot_clicks=0)
 
     async def get(self, code: str) -> Link | None:
         """The live (not deleted) link with its click totals, or None."""
         row = await self._pool.fetchrow(
-            f"""SELECT {_LINK_COLUMNS}, coalesce(t.clicks, 0) AS clicks, coalesce(t.bot_clicks, 0) AS bot_clicks
+            f"""SELECT {_LINK_COLUMNS}, {_TOTALS}
                 FROM links l LEFT JOIN link_totals t ON t.link_id = l.id
                 WHERE l.code = $1 AND l.deleted_at IS NULL""",
             code,
@@ -108,6 +122,91 @@ class LinkService:
         if row is None:
             return None
         return self._link(row, clicks=row["clicks"], bot_clicks=row["bot_clicks"])
+
+    async def search(
+        self, *, limit: int, after: Cursor | None = None, q: str | None = None, tag: str | None = None
+    ) -> LinkPage:
+        """Live links newest first, `limit` per page, continuing strictly below `after`.
+
+        Keyset pagination on (created_at, id): a page never repeats or skips a link, however many
+        are created meanwhile (new ones sort above the first page). `q` is a case-insensitive
+        substring of the code, URL or title (trigram indexes serve it where pg_trgm exists); `tag`
+        matches one element of `tags` (GIN index).
+        """
+        args: list[Any] = []
+
+        def param(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = ["l.deleted_at IS NULL"]
+        if after is not None:
+            where.append(f"(l.created_at, l.id) < ({param(after.created_at)}, {param(after.id)})")
+        if q:
+            pattern = param(f"%{_escape_like(q)}%")
+            where.append(f"(l.code ILIKE {pattern} OR l.url ILIKE {pattern} OR l.title ILIKE {pattern})")
+        if tag:
+            where.append(f"l.tags @> ARRAY[{param(tag)}]::text[]")
+        # One row more than the page tells whether another page follows.
+        rows = await self._pool.fetch(
+            f"""SELECT {_LINK_COLUMNS}, {_TOTALS}
+                FROM links l LEFT JOIN link_totals t ON t.link_id = l.id
+                WHERE {" AND ".join(where)}
+                ORDER BY l.created_at DESC, l.id DESC
+                LIMIT {param(limit + 1)}""",
+            *args,
+        )
+        items = [self._link(r, clicks=r["clicks"], bot_clicks=r["bot_clicks"]) for r in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        return LinkPage(items=items, next_cursor=encode_cursor(last["created_at"], last["id"]) if last else None)
+
+    async def update(self, code: str, data: LinkUpdate) -> Link | None:
+        """Apply the fields sent, bump `version`, write the `updated` event; None when no live link has `code`.
+
+        Raises:
+            InvalidInput: nothing to change, or a value create would refuse too (422).
+        """
+        changes = data.changes()
+        if not changes:
+            raise InvalidInput("nothing to change: send at least one field")
+        if "url" in changes:
+            changes["url"] = validate_url(changes["url"], self._options.hosts())
+        if changes.get("expires_at") is not None:
+            validate_expiry(changes["expires_at"])
+        assert changes.keys() <= _UPDATABLE
+        values = list(changes.values())
+        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(changes, start=2))
+        return await self._change(
+            "updated",
+            f"""UPDATE links AS l SET {assignments}, version = l.version + 1, updated_at = now()
+                WHERE l.code = $1 AND l.deleted_at IS NULL
+                RETURNING {_LINK_COLUMNS}""",
+            code,
+            *values,
+        )
+
+    async def delete(self, code: str) -> bool:
+        """Soft-delete: the row stays (its code stays taken, redirects answer 410); False when none is live."""
+        deleted = await self._change(
+            "deleted",
+            f"""UPDATE links AS l SET deleted_at = now(), version = l.version + 1, updated_at = now()
+                WHERE l.code = $1 AND l.deleted_at IS NULL
+                RETURNING {_LINK_COLUMNS}""",
+            code,
+        )
+        return deleted is not None
+
+    async def _change(self, op: Literal["updated", "deleted"], sql: str, *args: Any) -> Link | None:
+        # The changed row and its outbox row commit together, as on create.
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, *args)
+            if row is None:
+                return None
+            event = await _write_event(conn, row, op)
+            totals = await conn.fetchrow("SELECT clicks, bot_clicks FROM link_totals WHERE link_id = $1", row["id"])
+        await self._after_commit(link_record(row), event)
+        clicks, bot_clicks = (totals["clicks"], totals["bot_clicks"]) if totals is not None else (0, 0)
+        return self._link(row, clicks=clicks, bot_clicks=bot_clicks)
 
     async def _insert(self, code: str, url: str, data: LinkCreate) -> tuple[asyncpg.Record, LinkChanged]:
         # The link row and its outbox row commit together: an event is never lost, nor ever
@@ -127,28 +226,28 @@ class LinkService:
                 data.title,
                 data.forward_query,
             )
-            event = LinkChanged(
-                id=new_event_id(), code=code, op="created", version=row["version"], ts=_ms(row["updated_at"])
-            )
-            await conn.execute(
-                """INSERT INTO link_events (id, link_id, code, op, version, payload)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                event.id,
-                row["id"],
-                code,
-                event.op,
-                event.version,
-                encode(event),
-            )
+            event = await _write_event(conn, row, "created")
         return row, event
 
     async def _after_commit(self, record: LinkRecord, event: LinkChanged) -> None:
-        """Write Redis through and publish the event; failures are logged, the link is stored either way."""
+        """Write Redis through, publish the event, mark it published; failures are logged, never raised.
+
+        Whatever fails here, the change is stored and its outbox row stays pending until the relay
+        (see `linkpulse.admin.outbox`) publishes it and rewrites Redis.
+        """
+        if self._options.fault_exit_after_commit:
+            _exit_after_commit(event)
         try:
-            await self._redis.set(redis_key(record.code), encode_record(record), ex=self._redis_ttl)
+            # Before the publish: a pod evicting on the event must find the new record in Redis.
+            if not await self._records.write(record):
+                log.info("link.redis_newer_version_kept", code=record.code, version=record.version)
         except RedisError as exc:
-            # Redirects fall back to Postgres and refill Redis; the LinkChanged evicts stale copies.
-            log.warning("link.redis_write_failed", code=record.code, error=str(exc) or type(exc).__name__)
+            # No publish either: pods would evict and cache the old record from Redis again. The
+            # relay retries the write, then publishes (see outbox.py).
+            log.warning(
+                "link.redis_write_failed", code=record.code, event_id=event.id, error=str(exc) or type(exc).__name__
+            )
+            return
         try:
             await publish_with_id(
                 self._js, link_subject(record.code), encode(event), event.id, timeout=_PUBLISH_TIMEOUT
@@ -185,7 +284,8 @@ class LinkService:
         )
 
 
-def _random_code() -> str:
+def random_code() -> str:
+    """A random 7-character base62 code that is not a reserved word."""
     # A random code could spell a reserved word ("healthz" is 7 characters); draw again if so.
     while True:
         code = new_code()
@@ -195,21 +295,43 @@ def _random_code() -> str:
             continue
 
 
-def _record(row: Any) -> LinkRecord:
-    """The cached form of a link row, as redirect pods read it."""
-    return LinkRecord(
-        id=row["id"],
-        code=row["code"],
-        url=row["url"],
-        redirect_type=row["redirect_type"],
-        active=row["active"],
-        expires_at=_ms(row["expires_at"]) if row["expires_at"] is not None else None,
-        max_clicks=row["max_clicks"],
-        forward_query=row["forward_query"],
-        version=row["version"],
+async def _write_event(
+    conn: asyncpg.Connection, row: asyncpg.Record, op: Literal["created", "updated", "deleted"]
+) -> LinkChanged:
+    """Insert the outbox row of a change to `row`, inside the caller's transaction."""
+    event = change_event(row, op)
+    await conn.execute(
+        "INSERT INTO link_events (id, link_id, code, op, version, payload) VALUES ($1, $2, $3, $4, $5, $6)",
+        event.id,
+        row["id"],
+        event.code,
+        event.op,
+        event.version,
+        encode(event),
+    )
+    return event
+
+
+def change_event(row: Mapping[str, Any], op: Literal["created", "updated", "deleted"]) -> LinkChanged:
+    """A new LinkChanged for the state of `row` after a change (a fresh event id each call)."""
+    return LinkChanged(
+        id=new_event_id(), code=row["code"], op=op, version=row["version"], ts=epoch_ms(row["updated_at"])
     )
 
 
-def _ms(ts: datetime) -> int:
-    # Integer arithmetic: a float timestamp can land one millisecond short.
-    return (ts - _EPOCH) // timedelta(milliseconds=1)
+def created_event(row: Mapping[str, Any]) -> LinkChanged:
+    """The `created` event of a newly inserted `links` row."""
+    return change_event(row, "created")
+
+
+def _escape_like(text: str) -> str:
+    # `q` is a literal substring: its %, _ and \ must not act as LIKE wildcards.
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _exit_after_commit(event: LinkChanged) -> None:
+    """Test-only fault point: die as a crash would, after the commit and before Redis and NATS."""
+    log.warning("fault.exit_after_commit", code=event.code, event_id=event.id, status=FAULT_EXIT_STATUS)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(FAULT_EXIT_STATUS)

@@ -1,0 +1,1 @@
+"""Stats resource: query windows, response schemas, rollup queries, the HTTP controller."""

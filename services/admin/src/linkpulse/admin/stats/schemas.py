@@ -1,0 +1,86 @@
+"""Stats answers: a link's series and top values (`LinkStats`), and the all-links `Overview`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from linkpulse.admin.stats.window import Interval
+
+__all__ = ["LinkCount", "LinkStats", "Overview", "Point", "Ranked", "TopValues"]
+
+
+class Point(msgspec.Struct, kw_only=True):
+    """One bucket of the series."""
+
+    ts: datetime
+    """Start of the UTC bucket."""
+    clicks: int
+    """Human clicks in the bucket."""
+    bots: int
+    """Bot clicks in the bucket, counted apart."""
+
+
+class Ranked(msgspec.Struct, kw_only=True):
+    """A dimension value and its human clicks; `""` stands for unknown (or no referrer)."""
+
+    value: str
+    clicks: int
+
+
+class TopValues(msgspec.Struct, kw_only=True):
+    """Top 10 values per dimension, humans only, by clicks then value; day granularity."""
+
+    countries: list[Ranked]
+    """ISO 3166 alpha-2 codes."""
+    referrers: list[Ranked]
+    """Referrer hosts, without `www.` (all paths of a host add up)."""
+    browsers: list[Ranked]
+    os: list[Ranked]
+    devices: list[Ranked]
+    """desktop, mobile, tablet or other."""
+
+
+class LinkStats(msgspec.Struct, kw_only=True):
+    """Clicks of one link in `[from, to)`, from the rollups ingest keeps."""
+
+    code: str
+    from_: datetime = msgspec.field(name="from")
+    """Window start (inclusive), the requested one floored to the interval."""
+    to: datetime
+    """Window end (exclusive), the requested one raised to the end of its bucket."""
+    interval: Interval
+    """minute, hour or day: the series step."""
+    total: int
+    """Human clicks in the window: the sum of the series."""
+    bots: int
+    """Bot clicks in the window, not part of `total`."""
+    series: list[Point]
+    """Every bucket of the window, oldest first, zero-filled."""
+    top: TopValues
+    """Top values over the UTC days the window touches (dimension rollups are per day)."""
+
+
+class LinkCount(msgspec.Struct, kw_only=True):
+    """One link's clicks in the overview window."""
+
+    code: str
+    url: str
+    clicks: int
+    bots: int
+
+
+class Overview(msgspec.Struct, kw_only=True):
+    """All links' clicks in `[from, to)`, from the hour and day rollups."""
+
+    from_: datetime = msgspec.field(name="from")
+    """Window start (inclusive), floored to the hour."""
+    to: datetime
+    """Window end (exclusive), raised to the next full hour."""
+    clicks: int
+    """Human clicks of every link."""
+    bots: int
+    """Bot clicks of every link."""
+    top_links: list[LinkCount]
+    """Links by human clicks, then bot clicks, then code; at most `limit`."""

@@ -1,0 +1,121 @@
+"""Stats query windows: parsing, interval choice and limits, alignment to UTC buckets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from linkpulse.admin.stats.window import (
+    MAX_POINTS,
+    Window,
+    ceil_to,
+    floor_to,
+    overview_window,
+    parse_limit,
+    parse_time,
+    series_window,
+)
+from linkpulse.validation import InvalidInput
+
+NOW = datetime(2026, 11, 20, 10, 15, 30, tzinfo=UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-20T10:00:00Z", utc(2026, 11, 20, 10)),
+        ("2026-11-20T10:00:00+01:00", utc(2026, 11, 20, 9)),
+        # An unencoded "+" in a query string arrives as a space.
+        ("2026-11-20T10:00:00 01:00", utc(2026, 11, 20, 9)),
+        ("2026-11-20T10:00:00.250-02:30", utc(2026, 11, 20, 12, 30, 0, 250000)),
+        ("2026-11-20", utc(2026, 11, 20)),
+    ],
+)
+def test_times_with_a_timezone_or_dates_parse_to_utc(text: str, expected: datetime) -> None:
+    parsed = parse_time(text, "from")
+    assert parsed == expected and parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("yesterday", "from: not an ISO 8601 time"),
+        ("2026-13-01", "from: not a valid date"),
+        ("2026-11-20T10:00:00", "from: give a timezone"),
+        ("", "from: not an ISO 8601 time"),
+        ("1700000000", "from: not an ISO 8601 time"),
+    ],
+)
+def test_bad_times_name_the_parameter(text: str, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        parse_time(text, "from")
+
+
+def test_buckets_are_utc_and_half_open() -> None:
+    hour = timedelta(hours=1)
+    assert floor_to(utc(2026, 11, 20, 10, 59, 59), hour) == utc(2026, 11, 20, 10)
+    assert ceil_to(utc(2026, 11, 20, 10, 0, 1), hour) == utc(2026, 11, 20, 11)
+    assert ceil_to(utc(2026, 11, 20, 10), hour) == utc(2026, 11, 20, 10)
+    assert floor_to(utc(2026, 11, 20, 23, 59), timedelta(days=1)) == utc(2026, 11, 20)
+
+
+def test_defaults_are_the_last_seven_days_by_hour() -> None:
+    # 168 hours fit in 1000 points, 10080 minutes do not; the current hour is included.
+    window = series_window(None, None, None, NOW)
+    assert window == Window(utc(2026, 11, 13, 10), utc(2026, 11, 20, 11), "hour")
+    assert window.points == 169
+
+
+def test_the_default_interval_is_the_finest_within_the_point_limit() -> None:
+    assert series_window("2026-11-20T00:00:00Z", "2026-11-20T16:40:00Z", None, NOW).interval == "minute"  # 1000
+    assert series_window("2026-11-20T00:00:00Z", "2026-11-20T16:41:00Z", None, NOW).interval == "hour"
+    assert series_window("2026-01-01", "2026-11-20", None, NOW).interval == "day"
+    with pytest.raises(InvalidInput, match="too long"):
+        series_window("2020-01-01", "2026-11-20", None, NOW)
+
+
+def test_an_explicit_interval_widens_the_window_to_whole_buckets() -> None:
+    window = series_window("2026-11-20T10:15:30Z", "2026-11-20T12:00:01Z", "hour", NOW)
+    assert window == Window(utc(2026, 11, 20, 10), utc(2026, 11, 20, 13), "hour")
+    # `to` defaults to now, `from` to seven days before `to`.
+    assert series_window(None, "2026-11-10", "day", NOW) == Window(utc(2026, 11, 3), utc(2026, 11, 10), "day")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "interval", "reason"),
+    [
+        ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z", None, "from must be before to"),
+        ("2026-11-21", "2026-11-20", "day", "from must be before to"),
+        ("2026-11-21", None, None, "from must be before to"),
+        ("2026-11-20", "2026-11-21", "week", "interval: must be one of minute, hour, day"),
+        ("2026-11-20", "2026-11-21", "", "interval: must be one of"),
+        ("2026-11-01", "2026-11-20", "minute", f"at most {MAX_POINTS}"),
+        (None, "0001-01-02", "day", "out of range"),
+        ("9999-12-31T23:59:00Z", "9999-12-31T23:59:30Z", "day", "out of range"),
+    ],
+)
+def test_bad_windows_are_refused(start: str | None, end: str | None, interval: str | None, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        series_window(start, end, interval, NOW)
+
+
+def test_overview_windows_are_whole_hours() -> None:
+    assert overview_window("2026-11-19T22:30:00Z", None, NOW) == (utc(2026, 11, 19, 22), utc(2026, 11, 20, 11))
+    with pytest.raises(InvalidInput, match="from must be before to"):
+        overview_window("2026-11-21", None, NOW)
+
+
+@pytest.mark.parametrize(("text", "expected"), [(None, 10), ("1", 1), ("100", 100), (" 7 ", 7)])
+def test_limits(text: str | None, expected: int) -> None:
+    assert parse_limit(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "101", "-1", "ten", "", "1.5", "٣", "9" * 5000])
+def test_bad_limits_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInput, match="limit: must be an integer from 1 to 100"):
+        parse_limit(text)
