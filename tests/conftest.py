@@ -29,6 +29,18 @@ TEST_SHARDS = 4
 _db_counter = itertools.count()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--skip-slow-faults", action="store_true", help="skip fault scenarios marked slow (30 s+)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--skip-slow-faults"):
+        skip = pytest.mark.skip(reason="--skip-slow-faults")
+        for item in items:
+            if "slow" in item.keywords and "fault" in str(item.path):
+                item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder holding every session server's data and logs."""
