@@ -14,6 +14,9 @@ from pathlib import Path
 
 import asyncpg
 import nats
+from nats.js.api import ConsumerInfo
+from prometheus_client.parser import text_string_to_metric_families
+from tests.fault.load import LoadResult, drive
 
 from linkpulse.db.migrate import migrate
 from linkpulse.localstack.process import ManagedProcess, free_port
@@ -21,7 +24,14 @@ from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
 from linkpulse.messaging.streams import CLICKS_STREAM, ensure_streams_at, ingest_durable
 from linkpulse.settings import ClicksSettings
 
-__all__ = ["SERVICE_READY_TIMEOUT", "FaultStack"]
+__all__ = [
+    "SERVICE_READY_TIMEOUT",
+    "BackgroundLoad",
+    "ConsumerTotals",
+    "FaultStack",
+    "eventually",
+    "scrape",
+]
 
 SERVICE_READY_TIMEOUT = 60.0
 
@@ -44,6 +54,8 @@ class FaultStack:
 
     root: Path
     shards: int = 4
+    ack_wait: float = 60.0
+    """Ack wait of the ingest consumers (`LINKPULSE_CLICKS_ACK_WAIT`); ingest applies it when it starts."""
     nats: NatsServer = field(init=False)
     redis: RedisServer = field(init=False)
     postgres: PostgresServer = field(init=False)
@@ -71,6 +83,7 @@ class FaultStack:
             LINKPULSE_DATABASE_URL=self.database_url,
             LINKPULSE_CLICKS_SHARDS=str(self.shards),
             LINKPULSE_CLICKS_MAX_BYTES=str(512 * 1024**2),
+            LINKPULSE_CLICKS_ACK_WAIT=str(self.ack_wait),
         )
         base.update(extra)
         return base
@@ -83,6 +96,18 @@ class FaultStack:
         env = self.env(LINKPULSE_HTTP_PORT=str(port), LINKPULSE_PUBLISHER_SPILL_DIR=str(self.root / "spill" / name),
                        **extra)  # fmt: skip
         proc = self._start(name, "linkpulse.redirect", env)
+        url = f"http://127.0.0.1:{port}"
+        await _wait_ready(proc, lambda: asyncio.to_thread(_http_ok, f"{url}/readyz"))
+        return proc, url
+
+    async def start_admin(
+        self, key: str, public_url: str, name: str = "admin", port: int | None = None, **extra: str
+    ) -> tuple[ManagedProcess, str]:
+        """Start an admin process with bootstrap `key` and `public_url`; returns it and its base URL."""
+        port = port or free_port()
+        env = self.env(LINKPULSE_HTTP_PORT=str(port), LINKPULSE_ADMIN_KEY=key, LINKPULSE_ADMIN_PUBLIC_URL=public_url,
+                       **extra)  # fmt: skip
+        proc = self._start(name, "linkpulse.admin", env)
         url = f"http://127.0.0.1:{port}"
         await _wait_ready(proc, lambda: asyncio.to_thread(_http_ok, f"{url}/readyz"))
         return proc, url
@@ -106,6 +131,73 @@ class FaultStack:
         for server in ("nats", "redis", "postgres"):
             if hasattr(self, server):
                 getattr(self, server).stop()
+
+    def stop_server(self, name: str) -> None:
+        """Stop one server ("nats", "redis" or "postgres") gracefully; its data stays for `start_server`."""
+        getattr(self, name).stop()
+
+    def start_server(self, name: str) -> None:
+        """Start a stopped server again on the same port and data folder (blocks until it accepts)."""
+        getattr(self, name).start()
+
+    async def consumers(self) -> list[ConsumerInfo]:
+        """Info of every shard's ingest consumer."""
+        nc = await nats.connect(self.nats.url, connect_timeout=2, allow_reconnect=False)
+        try:
+            js = nc.jetstream()
+            return [await js.consumer_info(CLICKS_STREAM, ingest_durable(s)) for s in range(self.shards)]
+        finally:
+            await nc.close()
+
+    async def consumer_totals(self) -> ConsumerTotals:
+        """Counters of the ingest consumers summed over the shards."""
+        infos = await self.consumers()
+        return ConsumerTotals(
+            pending=sum(i.num_pending or 0 for i in infos),
+            ack_pending=sum(i.num_ack_pending or 0 for i in infos),
+            redelivered=sum(i.num_redelivered or 0 for i in infos),
+            acked=sum(i.ack_floor.stream_seq or 0 for i in infos if i.ack_floor is not None),
+            delivered=sum(i.delivered.stream_seq or 0 for i in infos if i.delivered is not None),
+            deliveries=sum(i.delivered.consumer_seq or 0 for i in infos if i.delivered is not None),
+        )
+
+    async def redeliveries(self) -> int:
+        """Deliveries beyond the first of each message, over the consumers' whole life.
+
+        Exact while nothing is being published (call it after the load): every delivery, redeliveries
+        included, takes a consumer sequence, while each message delivered so far counts once. (The
+        server's `num_redelivered` only counts redelivered messages not acked yet, so it forgets.)
+        """
+        nc = await nats.connect(self.nats.url, connect_timeout=2, allow_reconnect=False)
+        try:
+            messages = (await nc.jetstream().stream_info(CLICKS_STREAM)).state.messages
+        finally:
+            await nc.close()
+        totals = await self.consumer_totals()
+        return totals.deliveries - (messages - totals.pending)
+
+    async def settle(
+        self, url: str, codes: list[str], result: LoadResult, *, label: str, started: float, timeout: float = 60.0
+    ) -> None:
+        """The end of every scenario: redirect answers again (a last short load, added to `result`), every
+        answered redirect is stored exactly once, and the consumers are idle (nothing left over or in hand)."""
+        again = await drive(url, codes, requests=max(50, len(codes)), concurrency=8, timeout=30.0)
+        assert again.total_answered == max(50, len(codes)) and not again.errors, f"answers again: {again.summary()}"
+        result.merge(again)
+        per_code, dups = await self.wait_stored(result.total_answered, timeout)
+
+        async def idle() -> bool:
+            totals = await self.consumer_totals()
+            return totals.pending == 0 and totals.ack_pending == 0
+
+        await eventually(idle, timeout, "ingest consumers idle")
+        per_code, dups = await self.stored()  # again, once idle: nothing arrives late
+        print(
+            f"{label}: {result.summary()} stored={sum(per_code.values())} duplicates={dups} "
+            f"time={time.monotonic() - started:.1f}s"
+        )
+        assert dups == 0
+        assert per_code == result.answered, f"answered {result.total_answered} != stored {sum(per_code.values())}"
 
     async def make_links(self, count: int, prefix: str = "f") -> list[str]:
         """Insert `count` links directly in Postgres; returns their codes."""
@@ -138,6 +230,69 @@ class FaultStack:
             if sum(per_code.values()) >= expected or time.monotonic() > deadline:
                 return per_code, dups
             await asyncio.sleep(0.2)
+
+
+@dataclass
+class BackgroundLoad:
+    """`drive` running in a task until `stop()` (or its own `max_duration` bound)."""
+
+    url: str
+    codes: list[str]
+    concurrency: int = 16
+    max_duration: float = 120.0
+    timeout: float = 30.0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[LoadResult] | None = None
+
+    def start(self) -> BackgroundLoad:
+        run = drive(self.url, self.codes, concurrency=self.concurrency, duration=self.max_duration,
+                    stop=self._stop, timeout=self.timeout)  # fmt: skip
+        self._task = asyncio.create_task(run)
+        return self
+
+    async def stop(self) -> LoadResult:
+        assert self._task is not None
+        self._stop.set()
+        return await self._task
+
+
+@dataclass(frozen=True)
+class ConsumerTotals:
+    """Ingest consumer counters summed over shards (`acked`/`delivered`: sums of ack floor / last delivered
+    stream sequences, so they only grow and stand still exactly when nothing is acked / delivered;
+    `redelivered` is the server's count of redelivered messages not acked yet)."""
+
+    pending: int
+    ack_pending: int
+    redelivered: int
+    acked: int
+    delivered: int
+    deliveries: int
+    """Sum of the consumers' last delivery sequences: every delivery, redeliveries included."""
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll `check` until it holds; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        await asyncio.sleep(interval)
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=2.0) as resp:
+        text = resp.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus samples at `url`, keyed by (sample name, sorted label pairs)."""
+    return await asyncio.to_thread(_scrape, url)
 
 
 async def _wait_ready(proc: ManagedProcess, check: Callable[[], Awaitable[bool]]) -> None:

@@ -70,6 +70,9 @@ class ClicksSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Stream size cap; `discard: new` turns overflow into a publish error, never a silent loss."""
     duplicate_window: float = 120.0
     """Seconds JetStream remembers a `Nats-Msg-Id`: retries within it are stored once."""
+    ack_wait: float = 60.0
+    """Seconds before an unacked click is redelivered (ingest consumers): how long the clicks a killed
+    ingest pod held wait for another pod. Ingest renews held batches every third of it (in_progress)."""
 
 
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):

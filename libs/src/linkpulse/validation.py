@@ -12,6 +12,7 @@ __all__ = [
     "MAX_URL_BYTES",
     "RESERVED_CODES",
     "InvalidInput",
+    "could_be_code",
     "validate_code",
     "validate_expiry",
     "validate_url",
@@ -30,6 +31,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 class InvalidInput(ValueError):
     """User input that must be refused with a 4xx; the message is the reason shown to the user."""
+
+
+def could_be_code(code: str) -> bool:
+    """Whether a code from a path can name a link at all; anything else is 404 without a query.
+
+    Postgres refuses NUL in text (a query with one fails instead of finding nothing), and a
+    lookup of what no link can have is a wasted round trip.
+    """
+    return CODE_PATTERN.fullmatch(code) is not None
 
 
 def validate_code(code: str) -> str:
@@ -90,11 +100,26 @@ def validate_url(url: str, own_hosts: Collection[str] = ()) -> str:
     return normalised
 
 
+def _check_labels(host: str) -> None:
+    labels = host.split(".")
+    if len(host) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        raise InvalidInput("url host is not a valid domain name (empty or over-long label)")
+    for label in labels:
+        # An A-label must decode to a U-label: `xn--` followed by garbage is no domain anyone can register.
+        if label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                raise InvalidInput("url host is not a valid internationalised domain name") from None
+
+
 def _punycode(host: str) -> str:
     host = host.rstrip(".").lower()
     if host.isascii():
         if not re.fullmatch(r"[a-z0-9._:\-\[\]]+", host):
             raise InvalidInput("url host has invalid characters")
+        if ":" not in host:  # a name, not an IPv6 literal
+            _check_labels(host)
         return host
     try:
         return host.encode("idna").decode("ascii")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from linkpulse.validation import InvalidInput, validate_code, validate_expiry, validate_url
+from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry, validate_url
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,10 @@ from linkpulse.validation import InvalidInput, validate_code, validate_expiry, v
         ("https://example.com/" + "a" * 2100, "2048"),
         ("https://[::1/", "malformed"),
         ("https://short.example/loop", "loop"),
+        ("https://xn--.com/", "internationalised"),
+        ("https://xn--zz-.example/", "internationalised"),
+        ("https://a..example/", "label"),
+        ("https://" + "a" * 64 + ".example/", "label"),
     ],
 )
 def test_bad_urls_are_refused_with_a_reason(url: str, reason: str) -> None:
@@ -54,6 +58,15 @@ def test_valid_codes(code: str) -> None:
 def test_invalid_or_reserved_codes_are_refused(code: str) -> None:
     with pytest.raises(InvalidInput):
         validate_code(code)
+
+
+def test_only_code_shaped_strings_could_name_a_link() -> None:
+    assert could_be_code("abc") and could_be_code("x" * 64)
+    assert not any(map(could_be_code, ["", "a\x00", "x" * 65, "../a", "ü"]))
+
+
+def test_punycode_hosts_that_decode_are_kept() -> None:
+    assert validate_url("https://xn--l-7sba6dbr.com/login") == "https://xn--l-7sba6dbr.com/login"
 
 
 def test_expiry_past_the_representable_range_is_refused() -> None:

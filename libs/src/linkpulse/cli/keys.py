@@ -23,6 +23,7 @@ import msgspec
 
 from linkpulse.apikeys import SCOPES, generate_key, hash_key, key_prefix, normalize_scopes, validate_name
 from linkpulse.db.apikeys import ApiKeyRecord, insert_key, list_keys, revoke_key
+from linkpulse.db.errors import UNAVAILABLE
 
 __all__ = ["add_parser", "run"]
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
         return asyncio.run(_with_connection(dsn, actions[args.keys_command], args))
     except asyncpg.UndefinedTableError:
         print(f"{command}: the database has no api_keys table: run `linkpulse migrate` first", file=sys.stderr)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except UNAVAILABLE as exc:
         print(f"{command}: database {_redacted(dsn)}: {str(exc) or type(exc).__name__}", file=sys.stderr)
     return 1
 

@@ -12,9 +12,15 @@ from nats.errors import NoServersError
 
 from linkpulse.settings import NatsSettings
 
-__all__ = ["connect"]
+__all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "connect"]
 
 log = structlog.get_logger(__name__)
+
+# nats-py pings every 2 minutes by default, so a peer that vanished without closing the socket
+# (a black hole, a dead node) went unnoticed for minutes while publishes piled up in its buffer.
+# A ping a second and three unanswered ones: a dead connection is dropped (and reconnected) in ~4 s.
+PING_INTERVAL = 1
+MAX_OUTSTANDING_PINGS = 3
 
 
 async def connect(
@@ -24,6 +30,8 @@ async def connect(
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     pending_size: int = 8 * 1024 * 1024,
+    ping_interval: int = PING_INTERVAL,
+    max_outstanding_pings: int = MAX_OUTSTANDING_PINGS,
 ) -> Client:
     """Connect to NATS, retrying the first connection too, so start order does not matter.
 
@@ -33,6 +41,8 @@ async def connect(
         on_reconnect: called after every reconnect; caches use it to drop what they may have missed.
         on_disconnect: called when the connection drops.
         pending_size: bytes buffered while disconnected before publishes fail (then the spill file takes them).
+        ping_interval: seconds between client pings.
+        max_outstanding_pings: unanswered pings after which the connection counts as dead and is reconnected.
     """
 
     async def _error(exc: Exception) -> None:
@@ -59,6 +69,8 @@ async def connect(
                 max_reconnect_attempts=settings.max_reconnect_attempts,
                 allow_reconnect=True,
                 pending_size=pending_size,
+                ping_interval=ping_interval,
+                max_outstanding_pings=max_outstanding_pings,
                 error_cb=_error,
                 disconnected_cb=_disconnected,
                 reconnected_cb=_reconnected,

@@ -35,9 +35,10 @@ __all__ = [
 CLICKS_STREAM = "CLICKS"
 LINKS_STREAM = "LINKS"
 
-# Ingest batches finish in well under a second; 60 s covers a slow Postgres, and long batches
-# call in_progress() anyway. Redelivery before the batch commits would only cost a duplicate skip.
-INGEST_ACK_WAIT = 60.0
+# Ingest batches finish in well under a second; the default ack wait (ClicksSettings.ack_wait, 60 s)
+# covers a slow Postgres, and long batches call in_progress() anyway. Redelivery before the batch
+# commits would only cost a duplicate skip.
+INGEST_ACK_WAIT = ClicksSettings().ack_wait
 INGEST_MAX_DELIVER = 50
 INGEST_MAX_ACK_PENDING = 20_000
 
@@ -85,14 +86,14 @@ def links_stream(settings: ClicksSettings) -> StreamConfig:
     )
 
 
-def ingest_consumer(shard: int) -> ConsumerConfig:
+def ingest_consumer(shard: int, ack_wait: float = INGEST_ACK_WAIT) -> ConsumerConfig:
     """Durable pull consumer of one shard; explicit ack because several pods share it."""
     return ConsumerConfig(
         durable_name=ingest_durable(shard),
         filter_subject=click_subject(shard),
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=INGEST_ACK_WAIT,
+        ack_wait=ack_wait,
         max_deliver=INGEST_MAX_DELIVER,
         max_ack_pending=INGEST_MAX_ACK_PENDING,
         max_waiting=512,
@@ -113,7 +114,7 @@ async def ensure_streams(js: JetStreamContext, settings: ClicksSettings) -> None
             await js.update_stream(config)
     for shard in range(settings.shards):
         # add_consumer with an unchanged config is a no-op on the server, and updates a changed one.
-        await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard))
+        await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard, settings.ack_wait))
 
 
 async def ensure_streams_at(nats_url: str, settings: ClicksSettings) -> None:

@@ -73,6 +73,11 @@ class StrictBody(MsgspecDTO[T], Generic[T]):
             ) from None
         except msgspec.DecodeError as exc:
             raise ClientException(detail=f"malformed JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # msgspec checks UTF-8 only in the strings it keeps, and raises this rather than a DecodeError.
+            raise ClientException(detail=f"malformed JSON: not valid UTF-8 at byte offset {exc.start}") from None
+        except RecursionError:
+            raise ClientException(detail="malformed JSON: nested too deeply") from None
 
     @classmethod
     def create_openapi_schema(

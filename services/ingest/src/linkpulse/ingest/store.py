@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import asyncpg
 
+from linkpulse.db.errors import is_data_error
 from linkpulse.ingest.batch import ClickRow, DeadLetter
 
 __all__ = ["StoreResult", "ensure_partitions", "store_batch", "write_batch"]
@@ -71,8 +72,16 @@ async def store_batch(
     pool: asyncpg.Pool, rows: Sequence[ClickRow], dead_letters: Sequence[DeadLetter], *, timeout: float
 ) -> StoreResult:
     """Store a batch in one transaction; `timeout` bounds getting a connection while Postgres is down."""
-    async with pool.acquire(timeout=timeout) as conn, conn.transaction():
-        return await write_batch(conn, rows, dead_letters)
+    async with pool.acquire(timeout=timeout) as conn:
+        try:
+            async with conn.transaction():
+                return await write_batch(conn, rows, dead_letters)
+        except BaseException as exc:
+            if not is_data_error(exc):
+                # After a lost session asyncpg may hand the same broken connection out again
+                # ("another operation is in progress"); closing it makes the pool open a fresh one.
+                conn.terminate()
+            raise
 
 
 async def write_batch(

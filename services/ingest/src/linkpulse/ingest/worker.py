@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from structlog.typing import FilteringBoundLogger
 
+from linkpulse.db.errors import is_data_error, is_unavailable
 from linkpulse.db.pool import create_pool
 from linkpulse.ingest import metrics
 from linkpulse.ingest.batch import PreparedBatch, dead_letter, prepare
@@ -22,31 +23,18 @@ from linkpulse.ingest.enrich import warm_up
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.store import StoreResult, ensure_partitions, store_batch
 from linkpulse.messaging.connect import connect
-from linkpulse.messaging.streams import CLICKS_STREAM, INGEST_ACK_WAIT, ingest_consumer, ingest_durable
+from linkpulse.messaging.streams import CLICKS_STREAM, ingest_consumer, ingest_durable
 
-__all__ = ["IngestWorker", "is_db_error", "is_poison_error"]
+__all__ = ["IngestWorker"]
 
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF = 10.0
 """Longest pause between Postgres retries: short enough that ingest resumes soon after a restart."""
-IN_PROGRESS_EVERY = INGEST_ACK_WAIT / 3
-"""A held batch tells JetStream it is still being worked on well before its ack wait runs out."""
+IN_PROGRESS_PER_ACK_WAIT = 3
+"""A held batch tells JetStream it is still being worked on three times per ack wait, well before it runs out."""
 PARTITIONS_EVERY = 86400.0
 """Partition upkeep runs on start and then daily; it prepares three months ahead."""
-
-
-def is_db_error(exc: BaseException) -> bool:
-    """True for failures of Postgres or of the way to it: retry later, never drop the batch."""
-    return isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError)
-
-
-def is_poison_error(exc: BaseException) -> bool:
-    """True when Postgres rejects the data itself (SQLSTATE classes 22 and 23): retrying cannot help."""
-    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
-        return True  # asyncpg's client-side DataError: a value it cannot encode
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in ("22", "23")
 
 
 class IngestWorker:
@@ -89,7 +77,7 @@ class IngestWorker:
         while not stop.is_set():
             try:
                 for shard in range(self.settings.clicks.shards):
-                    await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard))
+                    await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard, self.settings.clicks.ack_wait))
                 return True
             except (nats.errors.Error, OSError) as exc:
                 log.warning("ingest.consumers_unavailable", error=repr(exc), retry_in=delay)
@@ -105,7 +93,7 @@ class IngestWorker:
             try:
                 await ensure_partitions(self._pool, timeout=self.settings.database.command_timeout)
             except Exception as exc:
-                if not is_db_error(exc):
+                if not is_unavailable(exc):
                     raise
                 # Not fatal: events outside prepared months land in the default partition.
                 log.warning("ingest.partitions_failed", error=repr(exc), retry_in=delay)
@@ -142,7 +130,7 @@ class IngestWorker:
         """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
         started = time.perf_counter()
         batch = prepare(msgs)
-        keep_alive = asyncio.create_task(_keep_alive(msgs))
+        keep_alive = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
         try:
             result = await self._store_with_retry(batch, stop, bound)
         finally:
@@ -176,7 +164,7 @@ class IngestWorker:
             try:
                 return await self._store(batch, bound)
             except Exception as exc:
-                if not is_db_error(exc):
+                if not is_unavailable(exc):
                     raise
                 metrics.DB_ERRORS.inc()
                 bound.warning("ingest.db_failed", error=repr(exc), retry_in=delay)
@@ -190,7 +178,7 @@ class IngestWorker:
         try:
             return await store_batch(self._pool, batch.rows, batch.dead_letters, timeout=timeout)
         except Exception as exc:
-            if not is_poison_error(exc):
+            if not is_data_error(exc):
                 raise
             bound.warning("ingest.batch_rejected", error=repr(exc))
         # Postgres refused some value: store message by message, so only the culprits become dead letters.
@@ -202,7 +190,7 @@ class IngestWorker:
             try:
                 one = await store_batch(self._pool, item.rows, [], timeout=timeout)
             except Exception as exc:
-                if not is_poison_error(exc):
+                if not is_data_error(exc):
                     raise
                 dead.append(dead_letter(item.msg, f"{type(exc).__name__}: {exc}"))
             else:
@@ -212,9 +200,9 @@ class IngestWorker:
         return StoreResult(inserted=inserted, duplicates=duplicates, dead_letters=len(dead))
 
 
-async def _keep_alive(msgs: list[Msg]) -> None:
+async def _keep_alive(msgs: list[Msg], every: float) -> None:
     while True:
-        await asyncio.sleep(IN_PROGRESS_EVERY)
+        await asyncio.sleep(every)
         for msg in msgs:
             await _quietly(msg.in_progress())
 

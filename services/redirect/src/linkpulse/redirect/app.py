@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import structlog
 from litestar import Litestar
+from nats.aio.client import Client
 
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
@@ -26,6 +30,11 @@ from linkpulse.web import ServicePlugin
 
 __all__ = ["create_app"]
 
+log = structlog.get_logger(__name__)
+
+# Seconds shutdown waits on NATS (unsubscribe, drain, close) before giving up on it.
+NATS_CLOSE_TIMEOUT = 5.0
+
 
 def create_app(settings: RedirectSettings | None = None) -> Litestar:
     """Build the app; settings come from the environment unless given (tests pass their own)."""
@@ -39,22 +48,35 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
                                         socket_connect_timeout=settings.redis.timeout)  # fmt: skip
         # min_size=0: the service starts (and serves from Redis) while Postgres is still down.
         pool = await create_pool(settings.database, min_size=0)
-        holder: dict[str, CacheInvalidator | ClickPublisher] = {}
+        publisher = ClickPublisher(None, settings.publisher, settings.clicks.shards,
+                                   SpillFile(Path(settings.publisher.spill_dir)))  # fmt: skip
+        invalidators: list[CacheInvalidator] = []
+        clients: list[Client] = []
 
         async def reconnected() -> None:
-            invalidator = holder.get("invalidator")
-            if isinstance(invalidator, CacheInvalidator):
+            for invalidator in invalidators:
                 invalidator.drop_all()
-            publisher = holder.get("publisher")
-            if isinstance(publisher, ClickPublisher):
-                publisher.request_replay()
+            publisher.request_replay()
 
-        nc = await connect(settings.nats, "linkpulse-redirect", on_reconnect=reconnected)
-        js = nc.jetstream()
-        publisher = ClickPublisher(js, settings.publisher, settings.clicks.shards,
-                                   SpillFile(Path(settings.publisher.spill_dir)))  # fmt: skip
-        invalidator = CacheInvalidator(js, cache)
-        holder.update(publisher=publisher, invalidator=invalidator)
+        async def connect_nats() -> Client:
+            """Connect (retrying until NATS is there), then hand the connection to the publisher and listener."""
+            nc = await connect(settings.nats, "linkpulse-redirect", on_reconnect=reconnected)
+            clients.append(nc)
+            publisher.attach(nc)
+            invalidator = CacheInvalidator(nc.jetstream(), cache)
+            while True:
+                try:
+                    await invalidator.start()
+                    break
+                except Exception as exc:  # LINKS not created yet, or NATS gone again: keep trying
+                    log.warning("invalidation.subscribe_failed", error=type(exc).__name__)
+                    await asyncio.sleep(settings.nats.reconnect_wait)
+            invalidators.append(invalidator)
+            # Changes made before the listener existed were not seen: forget what was cached meanwhile.
+            cache.clear()
+            log.info("nats.ready")
+            return nc
+
         app.state.update(
             lookup=LinkLookup(cache, redis, pool, settings.redis.ttl),
             budget=ClickBudget(pool, settings.cache.click_count_refresh),
@@ -67,15 +89,40 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
             readiness=ready,
         )
         publisher.start()
-        await invalidator.start()
+        # NATS is not needed to answer redirects: without it clicks queue, then spill, until it comes.
+        # A normal start waits for the first connection briefly, so the listener is on before serving.
+        connecting = asyncio.create_task(connect_nats())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(connecting), settings.nats.connect_timeout)
+        if not connecting.done():
+            log.warning("nats.unreachable_at_start", url=settings.nats.url, serving=True)
         try:
             yield
         finally:
             # Publisher first: its drain needs NATS; then NATS drains; then the stores close.
-            await invalidator.stop()
+            if not connecting.done():
+                connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            for invalidator in invalidators:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(invalidator.stop(), NATS_CLOSE_TIMEOUT)
             await publisher.close()
-            await nc.drain()
+            for nc in clients:
+                await _close_nats(nc)
             await pool.close()
             await redis.aclose()
 
     return Litestar(route_handlers=[redirect], lifespan=[resources], plugins=[ServicePlugin()], openapi_config=None)
+
+
+async def _close_nats(nc: Client) -> None:
+    """Drain a live connection (bounded: a black-holed one never finishes), else just close it."""
+    if nc.is_connected:
+        try:
+            await asyncio.wait_for(nc.drain(), NATS_CLOSE_TIMEOUT)
+        except Exception as exc:  # timeout, or the connection died meanwhile
+            log.warning("nats.drain_failed", error=type(exc).__name__)
+    if not nc.is_closed:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), NATS_CLOSE_TIMEOUT)

@@ -15,6 +15,8 @@ import time
 import asyncpg
 import structlog
 
+from linkpulse.db.errors import UNAVAILABLE
+
 __all__ = ["ClickBudget"]
 
 log = structlog.get_logger(__name__)
@@ -57,7 +59,7 @@ class ClickBudget:
         try:
             try:
                 stored = await self._pool.fetchval(_USED, link_id) or 0
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            except UNAVAILABLE as exc:
                 log.warning("budget.refresh_failed", link_id=link_id, error=type(exc).__name__)
                 previous = self._counts.get(link_id)
                 # Keep counting on top of what we knew; retry the read after another interval.

@@ -11,6 +11,7 @@ import structlog
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.links import LinkRecord, decode_record, encode_record, redis_key
 from linkpulse.redirect.cache import MISS, LinkCache
 
@@ -82,7 +83,7 @@ class LinkLookup:
             return record
         try:
             row = await self._pool.fetchrow(_SELECT, code)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except UNAVAILABLE as exc:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
         _DB.inc()
         record = LinkRecord(**dict(row)) if row is not None else None

@@ -1,4 +1,16 @@
-"""Click publisher: a bounded in-memory queue, envelopes per shard, retries with the same id, spill."""
+"""Click publisher: a bounded in-memory queue, envelopes per shard, retries with the same id, spill.
+
+Where a click can be, and what a crash costs:
+- in the memory queue (at most `queue_max` clicks, plus the one round being published): lost on SIGKILL;
+- in the spill file: written (and flushed to the OS) before it leaves memory, fsynced within a round;
+  survives a killed process, replayed on start and after every reconnect;
+- in JetStream: acked, done.
+
+While NATS is unreachable (no connection yet, or nats-py reconnecting) nothing is handed to
+nats-py: its pending buffer would hold duplicates and then fail with OutboundBufferLimitError.
+Clicks wait in memory for up to `give_up_after` seconds (a NATS restart costs no disk I/O), then
+go to the spill file; a full queue sends new clicks straight to the spill file.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +18,11 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 
 import structlog
+from nats.aio.client import Client
+from nats.errors import OutboundBufferLimitError
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge
 
@@ -24,28 +39,64 @@ log = structlog.get_logger(__name__)
 
 QUEUE_DEPTH = Gauge("linkpulse_publisher_queue_depth", "Clicks waiting in memory to be published")
 SPILL_BYTES = Gauge("linkpulse_publisher_spill_bytes", "Bytes of clicks waiting in the spill file")
+CONNECTED = Gauge("linkpulse_publisher_connected", "1 while the publisher has a NATS connection")
 PUBLISHED = Counter("linkpulse_publisher_events", "Clicks acknowledged by JetStream")
 SPILLED = Counter("linkpulse_publisher_spilled_events", "Clicks written to the spill file")
+REPLAYED = Counter("linkpulse_publisher_replayed_events", "Spilled clicks published from the spill file")
 ERRORS = Counter("linkpulse_publisher_errors", "Publish attempts that failed (and were retried or spilled)")
 
 # Retry pause after a failed publish: long enough not to spin while NATS restarts.
 RETRY_PAUSE = 0.25
+# How often a waiting loop looks at the connection state (nats-py's callbacks are not needed for it).
+POLL = 0.05
+# Replay retry when NATS went away again mid-replay (a reconnect also triggers one).
+REPLAY_RETRY = 5.0
+# Seconds between looks at the spill folder while connected (anything there is replayed).
+REPLAY_CHECK = 2.0
+# While disconnected, clicks past `give_up_after` are spilled in steps of this many seconds.
+HOLD_STEP = 0.5
+# Seconds between "publisher.spilling" warnings (each carries the count since the last one).
+SPILL_LOG_EVERY = 5.0
+# At shutdown without a connection: how long to wait for NATS before spilling the queue.
+CLOSE_RECONNECT_WAIT = 2.0
 
 
 class ClickPublisher:
-    """Takes clicks without blocking the request and gets each one into JetStream (or the spill file)."""
+    """Takes clicks without blocking the request and gets each one into JetStream (or the spill file).
 
-    def __init__(self, js: JetStreamContext, settings: PublisherSettings, shards: int, spill: SpillFile) -> None:
+    The NATS connection may come later (`attach`): until then clicks queue and spill as in an outage.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext | None,
+        settings: PublisherSettings,
+        shards: int,
+        spill: SpillFile,
+        *,
+        nc: Client | None = None,
+    ) -> None:
         self._js = js
+        self._nc = nc
         self._settings = settings
         self._shards = shards
         self._spill = spill
-        self._queue: deque[ClickEvent] = deque()
+        self._queue: deque[tuple[float, ClickEvent]] = deque()  # (monotonic enqueue time, click)
         self._ready = asyncio.Event()
         self._closing = False
+        self._drain_deadline: float | None = None
         self._stopping = asyncio.Event()
         self._replay_wanted = asyncio.Event()
+        self._replay_retry: asyncio.TimerHandle | None = None
+        self._spill_dirty = False
+        self._spill_log: dict[str, int] = {}
+        self._spill_logged_at = -SPILL_LOG_EVERY
         self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, nc: Client) -> None:
+        """Use this (connected) NATS client from now on, and replay what was spilled meanwhile."""
+        self._nc, self._js = nc, nc.jetstream()
+        self.request_replay()
 
     def submit(self, event: ClickEvent) -> None:
         """Queue a click; never awaits. A full queue sends it to the spill file instead."""
@@ -53,8 +104,9 @@ class ClickPublisher:
             # No fsync on the request path: the line is in the page cache (safe from a process
             # crash) and the publish loop syncs it within one round.
             self._spill_events([event], sync=False)
+            self._ready.set()  # the loop syncs and updates the spill gauge
             return
-        self._queue.append(event)
+        self._queue.append((time.monotonic(), event))
         if not self._ready.is_set():
             self._ready.set()
 
@@ -66,76 +118,139 @@ class ClickPublisher:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def connected(self) -> bool:
+        """True when a NATS connection is up (nats-py's view: pings detect a dead peer within seconds)."""
+        return self._js is not None and (self._nc is None or self._nc.is_connected)
+
     def start(self) -> None:
         """Start the publish loop and the spill replayer."""
+        SPILL_BYTES.set(self._spill.size_bytes())
         self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._replayer())]
         self.request_replay()
 
     async def close(self) -> None:
         """Drain: publish what is queued within the drain timeout, spill the rest, stop."""
         self._closing = True
+        self._drain_deadline = time.monotonic() + self._settings.drain_timeout
         self._stopping.set()
         self._ready.set()
         self._replay_wanted.set()
+        if self._replay_retry is not None:
+            self._replay_retry.cancel()
+        # Both tasks honour the drain deadline: an envelope in flight is spilled when it passes.
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        deadline = time.monotonic() + self._settings.drain_timeout
+        deadline = self._drain_deadline
         while self._queue and time.monotonic() < deadline:
-            await self._publish_round(deadline)
+            if not self.connected:
+                await self._wait_connected(min(CLOSE_RECONNECT_WAIT, deadline - time.monotonic()))
+                if not self.connected:
+                    break
+            await self._publish_round()
         if self._queue:
-            self._spill_events(list(self._queue))
+            log.info("publisher.drain_spilled", events=len(self._queue), connected=self.connected)
+            self._spill_events([e for _, e in self._queue])
             self._queue.clear()
         self._spill.close()
         QUEUE_DEPTH.set(0)
         SPILL_BYTES.set(self._spill.size_bytes())
 
+    # -- the publish loop -------------------------------------------------------------------------
+
     async def _run(self) -> None:
         while not self._closing:
             if not self._queue:
+                self._sync_spill()
                 self._ready.clear()
                 await self._ready.wait()
                 if self._closing:
                     return
+                if not self._queue:  # woken by a spill from the request path
+                    continue
                 # Let a burst fill the envelopes: one message per shard beats one per click.
                 # Waiting on the stop event, not sleeping: shutdown must not wait out the linger.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._settings.linger)
-            await self._publish_round(None)
-            self._spill.sync()
+            if self.connected:
+                await self._publish_round()
+            else:
+                await self._hold_while_disconnected()
+            self._sync_spill()
 
-    async def _publish_round(self, deadline: float | None) -> None:
+    async def _hold_while_disconnected(self) -> None:
+        """No connection: spill clicks older than `give_up_after`, then wait for NATS or the next one to age."""
+        cutoff = time.monotonic() - self._settings.give_up_after
+        aged = []
+        while self._queue and self._queue[0][0] <= cutoff:
+            aged.append(self._queue.popleft()[1])
+        if aged:
+            self._log_spill(len(aged), "nats unreachable")
+            self._spill_events(aged)
+            QUEUE_DEPTH.set(len(self._queue))
+        # Spill in batches of half a second (one fsync each), not click by click as they age.
+        await self._wait_connected(HOLD_STEP)
+
+    async def _publish_round(self) -> None:
         take = min(len(self._queue), self._settings.batch_max * self._shards * 4)
-        events = [self._queue.popleft() for _ in range(take)]
+        events = [self._queue.popleft()[1] for _ in range(take)]
         QUEUE_DEPTH.set(len(self._queue))
         envelopes = self._envelopes(events)
-        results = await asyncio.gather(*(self._send(shard, env, deadline) for shard, env in envelopes))
-        for (_, envelope), ok in zip(envelopes, results, strict=True):
-            if not ok:
+        results = await asyncio.gather(*(self._send(shard, env) for shard, env in envelopes))
+        failed = [env for (_, env), ok in zip(envelopes, results, strict=True) if not ok]
+        if failed:
+            for envelope in failed:
                 self._spill.append(envelope)
-                SPILLED.inc(len(envelope.events))
-        if not all(results):
-            self._spill.sync()
-            SPILL_BYTES.set(self._spill.size_bytes())
+            count = sum(len(env.events) for env in failed)
+            SPILLED.inc(count)
+            self._log_spill(count, "publish failed")
+            self._spill_dirty = True
+            self._sync_spill()
 
-    async def _send(self, shard: int, envelope: ClickBatch, deadline: float | None) -> bool:
-        """Publish until acked or the deadline passes; every attempt reuses the envelope id."""
+    async def _send(self, shard: int, envelope: ClickBatch) -> bool:
+        """Publish until acked or `give_up_after` (or the drain deadline) passes; every attempt reuses the id.
+
+        While disconnected it waits for the connection instead of feeding nats-py's pending buffer.
+        """
         payload = encode(envelope)
         subject = click_subject(shard)
-        give_up = deadline if deadline is not None else time.monotonic() + self._settings.give_up_after
-        timeout = self._settings.publish_timeout
+        give_up = time.monotonic() + self._settings.give_up_after
         while True:
+            if self._drain_deadline is not None:
+                give_up = min(give_up, self._drain_deadline)
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                return False
+            if not self.connected:
+                await self._wait_connected(remaining)
+                continue
+            js = self._js
+            assert js is not None
+            timeout = max(min(self._settings.publish_timeout, remaining), POLL)
             try:
                 # nats-py's request has its own timeout, but a full pending buffer can stall before it.
                 await asyncio.wait_for(
-                    publish_with_id(self._js, subject, payload, envelope.id, timeout=timeout), timeout + 0.5
+                    publish_with_id(js, subject, payload, envelope.id, timeout=timeout), timeout + 0.5
                 )
                 PUBLISHED.inc(len(envelope.events))
                 return True
+            except OutboundBufferLimitError:
+                # nats-py's buffer is full while it reconnects: an outage, not a slow ack. Spill now.
+                ERRORS.inc()
+                return False
             except Exception as exc:  # nats-py raises many error types; all mean "not stored yet"
                 ERRORS.inc()
+                log.debug("publisher.retry", error=type(exc).__name__)
                 if time.monotonic() + RETRY_PAUSE >= give_up:
-                    log.warning("publisher.spilling", events=len(envelope.events), error=type(exc).__name__)
                     return False
                 await asyncio.sleep(RETRY_PAUSE)
+
+    async def _wait_connected(self, timeout: float) -> None:
+        """Return when connected, closing (outside a drain), or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.connected and time.monotonic() < deadline:
+            if self._closing and self._drain_deadline is None:
+                return
+            await asyncio.sleep(min(POLL, max(deadline - time.monotonic(), 0)))
 
     def _envelopes(self, events: list[ClickEvent]) -> list[tuple[int, ClickBatch]]:
         """Group clicks by shard and pack each group into envelopes of at most `batch_max`."""
@@ -152,39 +267,108 @@ class ClickPublisher:
     def _spill_events(self, events: list[ClickEvent], *, sync: bool = True) -> None:
         for _, envelope in self._envelopes(events):
             self._spill.append(envelope)
-        if sync:
-            self._spill.sync()
         SPILLED.inc(len(events))
-        SPILL_BYTES.set(self._spill.size_bytes())
+        self._spill_dirty = True
+        if sync:
+            self._sync_spill()
+
+    def _log_spill(self, events: int, reason: str) -> None:
+        """One warning per reason every few seconds with the count since the last, not one per round."""
+        self._spill_log[reason] = self._spill_log.get(reason, 0) + events
+        now = time.monotonic()
+        if now - self._spill_logged_at >= SPILL_LOG_EVERY:
+            for why, count in self._spill_log.items():
+                log.warning("publisher.spilling", events=count, reason=why, connected=self.connected)
+            self._spill_log.clear()
+            self._spill_logged_at = now
+
+    def _sync_spill(self) -> None:
+        """fsync what was appended and refresh the spill gauge (once per round, not per click)."""
+        if self._spill_dirty:
+            self._spill.sync()
+            self._spill_dirty = False
+            SPILL_BYTES.set(self._spill.size_bytes())
+        CONNECTED.set(1 if self.connected else 0)
+
+    # -- replay -----------------------------------------------------------------------------------
 
     async def _replayer(self) -> None:
         while not self._closing:
-            await self._replay_wanted.wait()
+            # Besides the explicit asks (start, attach, reconnect), look every few seconds: clicks
+            # spilled after a replay began (a queue still overflowing as NATS came back, a publish
+            # that failed while connected) or by a dead process sharing the folder must not wait
+            # for the next outage.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replay_wanted.wait(), REPLAY_CHECK)
+            wanted = self._replay_wanted.is_set()
             self._replay_wanted.clear()
             if self._closing:
                 return
-            await self.replay_spill()
+            if not self.connected:
+                continue  # attach() or the reconnect hook asks again
+            if not wanted and (self._replay_retry is not None or self._spill.size_bytes() == 0):
+                continue
+            try:
+                await self.replay_spill()
+            except Exception:  # a broken segment must not stop later replays
+                log.exception("spill.replay_failed")
+                self._schedule_replay_retry()
 
     async def replay_spill(self) -> int:
-        """Publish every closed spill segment (same envelope ids) and delete each once all of it is acked."""
+        """Publish every closed spill segment (same envelope ids) and delete each once all of it is acked.
+
+        Envelopes go out `replay_concurrency` at a time, beside the live publish loop, which keeps
+        its own pace: a replay never holds new clicks back for more than a few round trips.
+        """
         self._spill.close()  # later spills go to a new segment; this one becomes replayable
         replayed = 0
         for segment in self._spill.pending_segments():
             with self._spill.claim(segment) as envelopes:
                 if envelopes is None:
                     continue
-                for envelope in envelopes:
-                    shard = shard_for(envelope.events[0].code, self._shards) if envelope.events else 0
-                    if not await self._send(shard, envelope, None):
-                        log.warning("spill.replay_paused", segment=segment.name)
-                        self._schedule_replay_retry()
-                        return replayed
-                    replayed += len(envelope.events)
+                if not await self._send_all(envelopes):
+                    log.warning("spill.replay_paused", segment=segment.name, connected=self.connected)
+                    self._schedule_replay_retry()
+                    SPILL_BYTES.set(self._spill.size_bytes())
+                    return replayed
                 self._spill.done(segment)
-        SPILL_BYTES.set(self._spill.size_bytes())
+                count = sum(len(env.events) for env in envelopes)
+                replayed += count
+                REPLAYED.inc(count)
+                SPILL_BYTES.set(self._spill.size_bytes())
         if replayed:
             log.info("spill.replayed", events=replayed)
         return replayed
 
+    async def _send_all(self, envelopes: list[ClickBatch]) -> bool:
+        """Publish every envelope with a bounded number in flight; False at the first one that fails."""
+        todo: Iterator[ClickBatch] = iter(envelopes)
+        failed = False
+
+        async def worker() -> None:
+            nonlocal failed
+            for envelope in todo:
+                # At shutdown the memory queue gets the drain time; the segment stays for the next start.
+                if failed or self._closing:
+                    failed = True
+                    return
+                shard = shard_for(envelope.events[0].code, self._shards) if envelope.events else 0
+                if not await self._send(shard, envelope):
+                    failed = True
+                    return
+
+        workers = max(1, min(self._settings.replay_concurrency, len(envelopes)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return not failed
+
     def _schedule_replay_retry(self) -> None:
-        asyncio.get_running_loop().call_later(5.0, self._replay_wanted.set)
+        if self._closing:
+            return
+        if self._replay_retry is not None:
+            self._replay_retry.cancel()
+
+        def retry() -> None:
+            self._replay_retry = None
+            self._replay_wanted.set()
+
+        self._replay_retry = asyncio.get_running_loop().call_later(REPLAY_RETRY, retry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Request, Response, route
 from litestar.datastructures import State
@@ -22,6 +23,8 @@ __all__ = ["redirect"]
 REQUESTS = Counter("linkpulse_redirect_requests", "Redirect requests answered, by status", ["status"])
 _ANSWERED = {s: REQUESTS.labels(str(s)) for s in (301, 302, 307, 308, 404, 410, 503)}
 _CACHE_CONTROL = "private, max-age=90"
+# Printable ASCII goes out as stored (`%0d%0a` stays three characters each, never a line break).
+_URI_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
 
 def _plain(status: int, detail: str) -> Response[dict[str, Any]]:
@@ -72,6 +75,10 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
                 country=country[:2].upper(),
             )
         )
+    if not location.isascii():
+        # A header is bytes: a path like /straße or /日本 goes out as its UTF-8 percent-encoding, as
+        # browsers send it, not as latin-1 bytes (or a failure to encode them).
+        location = quote(location, safe=_URI_SAFE)
     _ANSWERED[link.redirect_type].inc()
     return Response(
         content=None,

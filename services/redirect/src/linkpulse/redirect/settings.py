@@ -41,11 +41,14 @@ class PublisherSettings(msgspec.Struct, frozen=True, kw_only=True):
     publish_timeout: float = 2.0
     """Seconds one publish waits for its JetStream ack before it is retried with the same id."""
     give_up_after: float = 10.0
-    """Seconds of failed retries before an envelope goes to the spill file instead."""
+    """Seconds a click waits for NATS (failed retries, or no connection at all) before it goes to the
+    spill file instead; shorter NATS outages (a restart) cost no disk I/O."""
     spill_dir: str = ".linkpulse/spill/redirect"
     """Folder of the spill file: clicks NATS could not take, replayed on start and reconnect."""
     drain_timeout: float = 10.0
     """Seconds shutdown spends publishing what is queued; the rest is spilled, never dropped."""
+    replay_concurrency: int = 64
+    """Spilled envelopes in flight at once while the spill file is replayed (beside live publishing)."""
 
 
 class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -152,6 +152,13 @@ def parse_json(body: bytes) -> Upload:
         raise UploadError(422, "the body must be a JSON array of links") from None
     except msgspec.DecodeError as exc:
         raise UploadError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise UploadError(400, "malformed JSON: nested too deeply") from None
+    # Rows are decoded one by one below; invalid UTF-8 in any of them refuses the upload as a whole.
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UploadError(400, f"malformed JSON: not valid UTF-8 at byte offset {exc.start}") from None
     _check_count(len(raws))
     rows: list[tuple[int, BulkLink]] = []
     errors: list[RowError] = []
@@ -160,6 +167,8 @@ def parse_json(body: bytes) -> Upload:
             rows.append((number, msgspec.json.decode(raw, type=BulkLink, strict=True)))
         except msgspec.ValidationError as exc:
             errors.append(_row_error(number, exc))
+        except RecursionError:
+            errors.append(RowError(number, None, "nested too deeply"))
     return Upload(rows=rows, errors=errors, total=len(raws))
 
 

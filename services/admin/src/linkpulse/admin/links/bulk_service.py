@@ -27,6 +27,7 @@ from linkpulse.admin.links.bulk import (
 from linkpulse.admin.links.service import created_event, link_record, random_code
 from linkpulse.admin.outbox import RecordWriter
 from linkpulse.admin.settings import AdminOptions
+from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.events import LinkChanged, encode
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
@@ -258,7 +259,7 @@ class LinkBulkService:
             await self._pool.execute(
                 "UPDATE link_events SET published_at = now() WHERE id = ANY($1::uuid[])", event_ids
             )
-        except (asyncpg.PostgresError, OSError) as exc:
+        except UNAVAILABLE as exc:
             # The relay publishes them again; JetStream drops the duplicates by Nats-Msg-Id.
             log.warning("bulk.mark_published_failed", events=len(event_ids), error=str(exc) or type(exc).__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import structlog
@@ -23,6 +24,7 @@ __all__ = ["LinkController", "provide_link_service"]
 log = structlog.get_logger(__name__)
 
 MAX_PAGE = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_QUERY_CHARS = 200
 
 
@@ -111,6 +113,10 @@ class LinkController(Controller):
             after = decode_cursor(cursor) if cursor else None
         except InvalidInput as exc:
             raise _invalid(exc) from None
+        # No stored code, URL, title or tag holds one, and Postgres refuses NUL in a parameter.
+        for name, value in (("q", q), ("tag", tag)):
+            if value is not None and _CONTROL.search(value):
+                raise _invalid(InvalidInput(f"{name} must not contain control characters"))
         return await links.search(limit=limit, after=after, q=q, tag=tag)
 
     @get(

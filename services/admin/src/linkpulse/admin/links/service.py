@@ -17,12 +17,13 @@ from redis.exceptions import RedisError
 from linkpulse.admin.links.schemas import Cursor, Link, LinkCreate, LinkPage, LinkUpdate, encode_cursor
 from linkpulse.admin.outbox import RecordWriter, epoch_ms, link_record
 from linkpulse.admin.settings import AdminOptions
+from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.events import LinkChanged, encode
 from linkpulse.ids import new_code, new_event_id
 from linkpulse.links import LinkRecord
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
-from linkpulse.validation import InvalidInput, validate_code, validate_expiry, validate_url
+from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry, validate_url
 
 __all__ = [
     "FAULT_EXIT_STATUS",
@@ -113,6 +114,8 @@ class LinkService:
 
     async def get(self, code: str) -> Link | None:
         """The live (not deleted) link with its click totals, or None."""
+        if not could_be_code(code):
+            return None
         row = await self._pool.fetchrow(
             f"""SELECT {_LINK_COLUMNS}, {_TOTALS}
                 FROM links l LEFT JOIN link_totals t ON t.link_id = l.id
@@ -174,6 +177,8 @@ class LinkService:
         if changes.get("expires_at") is not None:
             validate_expiry(changes["expires_at"])
         assert changes.keys() <= _UPDATABLE
+        if not could_be_code(code):
+            return None
         values = list(changes.values())
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(changes, start=2))
         return await self._change(
@@ -187,6 +192,8 @@ class LinkService:
 
     async def delete(self, code: str) -> bool:
         """Soft-delete: the row stays (its code stays taken, redirects answer 410); False when none is live."""
+        if not could_be_code(code):
+            return False
         deleted = await self._change(
             "deleted",
             f"""UPDATE links AS l SET deleted_at = now(), version = l.version + 1, updated_at = now()
@@ -260,7 +267,7 @@ class LinkService:
             return
         try:
             await self._pool.execute("UPDATE link_events SET published_at = now() WHERE id = $1", event.id)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except UNAVAILABLE as exc:
             # A republish by the relay is deduplicated by its Nats-Msg-Id or evicts a cache once more.
             log.warning("link.mark_published_failed", event_id=event.id, error=str(exc) or type(exc).__name__)
 

@@ -8,6 +8,7 @@ import asyncpg
 
 from linkpulse.admin.stats.schemas import LinkCount, LinkStats, Overview, Point, Ranked, TopValues
 from linkpulse.admin.stats.window import STEPS, Window, ceil_to, floor_to
+from linkpulse.validation import could_be_code
 
 __all__ = ["TOP_VALUES", "StatsService"]
 
@@ -63,6 +64,8 @@ class StatsService:
 
     async def link_stats(self, code: str, window: Window) -> LinkStats | None:
         """Series and top values of a live link in `window`; None when no live link has `code`."""
+        if not could_be_code(code):
+            return None
         step = STEPS[window.interval]
         # Dimension rollups are per UTC day: the days the window touches.
         first_day = floor_to(window.start, _DAY).date()
