@@ -157,3 +157,17 @@ class ManagedProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: frozen with its sockets open, like a VM pause or a stalled disk.
+
+        The group, not the pid: Postgres' backends are children of the postmaster, and stopping only the
+        postmaster would leave every open connection answering.
+        """
+        assert self.proc is not None and self.proc.poll() is None, f"{self.name} is not running"
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process group stopped by `pause`."""
+        assert self.proc is not None, f"{self.name} was never started"
+        os.killpg(self.proc.pid, signal.SIGCONT)
