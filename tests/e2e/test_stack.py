@@ -95,13 +95,18 @@ async def create_link(stack: dict[str, Any], **body: Any) -> dict[str, Any]:
 
 
 def test_stack_json_names_every_url_and_a_live_pid_per_process(stack: dict[str, Any], stack_dir: Path) -> None:
-    assert set(stack) == {"redirect_url", "admin_url", "admin_key", "nats_url", "redis_url", "database_url", "pids"}
+    assert set(stack) == {
+        "redirect_url", "admin_url", "admin_key", "nats_url", "redis_url", "database_url", "ingest_url", "pids"
+    }  # fmt: skip
     assert set(stack["pids"]) == {"redirect", "ingest", "admin", "nats", "redis", "postgres"}
     assert all(pid_alive(pid) for pid in stack["pids"].values())
     for name in ("redirect", "ingest", "admin", "nats", "redis", "postgres"):
         assert (stack_dir / "logs" / f"{name}.log").exists()
     # The admin key is in the state folder for the user, but only as a hash in the database.
     assert stack["admin_key"] not in (stack_dir / "logs" / "admin.log").read_text()
+    # Ingest's probe port answers as the chart's probes ask it.
+    for probe in ("/healthz", "/readyz"):
+        assert httpx.get(stack["ingest_url"] + probe).status_code == 200
 
 
 async def test_thousand_concurrent_gets_are_stored_exactly_once(stack: dict[str, Any]) -> None:
@@ -133,6 +138,12 @@ async def test_thousand_concurrent_gets_are_stored_exactly_once(stack: dict[str,
     async with httpx.AsyncClient(base_url=stack["admin_url"]) as admin:
         resp = await admin.get(f"/api/v1/links/{code}", headers={"Authorization": f"Bearer {stack['admin_key']}"})
     assert (resp.json()["clicks"], resp.json()["bot_clicks"]) == (1000, 0)
+    # Ingest's own count, on its metrics port (other tests of this stack may have added clicks before).
+    async with httpx.AsyncClient(base_url=stack["ingest_url"]) as ingest:
+        metrics = (await ingest.get("/metrics")).text
+    inserted = 'linkpulse_ingest_events_total{result="inserted"} '
+    [value] = [line.removeprefix(inserted) for line in metrics.splitlines() if line.startswith(inserted)]
+    assert float(value) >= 1000
 
 
 async def test_edge_headers_from_a_trusted_proxy_reach_the_stored_click(stack: dict[str, Any]) -> None:

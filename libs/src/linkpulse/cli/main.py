@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="start in the background and return; stop with `down`")
     up.add_argument("--redirect-port", type=int, default=8000, help="redirect port; a free one if taken (0: any)")
     up.add_argument("--admin-port", type=int, default=8001, help="admin port; a free one if taken (0: any)")
+    up.add_argument("--ingest-port", type=int, default=9100,
+                    help="ingest health and metrics port; a free one if taken (0: any)")  # fmt: skip
 
     down = sub.add_parser("down", help="stop a stack started with `up --detach`")
     down.add_argument("--dir", type=Path, default=Path(".linkpulse"), help="state folder (default ./.linkpulse)")
@@ -68,7 +70,7 @@ def _up(args: argparse.Namespace) -> int:
     from linkpulse.localstack.stack import Stack
 
     stack = Stack(args.dir, os.environ, redirect_port=args.redirect_port, admin_port=args.admin_port,
-                  quiet_services=True)  # fmt: skip
+                  ingest_port=args.ingest_port, quiet_services=True)  # fmt: skip
     print(f"starting the stack in {stack.root} ...", file=sys.stderr)
     info = stack.start()
     print(
@@ -76,6 +78,7 @@ def _up(args: argparse.Namespace) -> int:
         f"  redirect  {info.redirect_url}\n"
         f"  admin     {info.admin_url}   (OpenAPI: {info.admin_url}/schema)\n"
         f"  admin key {info.admin_key}\n"
+        f"  ingest    {info.ingest_url}/metrics   (probes: /healthz, /readyz)\n"
         f"  nats      {info.nats_url}\n"
         f"  redis     {info.redis_url}\n"
         f"  postgres  {info.database_url}\n"

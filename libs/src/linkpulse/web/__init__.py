@@ -1,5 +1,5 @@
 """What both HTTP services share: health, readiness, metrics and the `{status, detail}` error shape."""
 
-from linkpulse.web.plugin import ReadinessCheck, ServicePlugin
+from linkpulse.web.plugin import LivenessCheck, ReadinessCheck, ServicePlugin
 
-__all__ = ["ReadinessCheck", "ServicePlugin"]
+__all__ = ["LivenessCheck", "ReadinessCheck", "ServicePlugin"]

@@ -13,10 +13,12 @@ from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["ReadinessCheck", "ServicePlugin", "error_response"]
+__all__ = ["LivenessCheck", "ReadinessCheck", "ServicePlugin", "error_response"]
 
 ReadinessCheck = Callable[[Litestar], Awaitable[bool]]
 """Answers whether the service can do its job now; stored on `app.state.readiness`."""
+LivenessCheck = Callable[[Litestar], bool]
+"""Answers whether the process's own work still runs (never its dependencies); stored on `app.state.liveness`."""
 
 log = structlog.get_logger(__name__)
 
@@ -50,9 +52,15 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    """Alive: the process answers. Nothing external is checked, so a Redis outage restarts nothing."""
-    return {"status": "ok"}
+def healthz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+    """Alive: the process answers, and its own liveness check (if it has one) holds.
+
+    Nothing external is checked, so a Redis outage restarts nothing.
+    """
+    check: LivenessCheck | None = getattr(request.app.state, "liveness", None)
+    if check is None or check(request.app):
+        return Response({"status": "ok"})
+    return Response({"status": "not alive"}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
 
 
 @get("/readyz", include_in_schema=False)

@@ -1,4 +1,5 @@
-"""`python -m linkpulse.ingest`: settings from the environment, signals set a stop event, run the worker."""
+"""`python -m linkpulse.ingest`: settings from the environment, signals set a stop event, run the worker
+(and, when a metrics port is set, the probe and metrics server beside it)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import asyncio
 import os
 import signal
 
-import structlog
-from prometheus_client import start_http_server
-
+from linkpulse.ingest.health import create_app, health_server
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.worker import IngestWorker
 from linkpulse.logs import configure_logging
@@ -23,19 +22,27 @@ async def _serve(settings: IngestSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # 2. Run until stopped.
-    await IngestWorker(settings).run(stop)
+    worker = IngestWorker(settings)
+    if settings.ingest.metrics_port <= 0:
+        await worker.run(stop)
+        return
+    # 2. The probe server runs beside the worker and outlives its drain, so /healthz keeps answering
+    #    (and /readyz says 503) until the batch in hand is acked; then it stops too. A port that
+    #    cannot be bound ends the process at once (uvicorn's SystemExit, status 3): a pod restart.
+    working = asyncio.create_task(worker.run(stop))
+    server = health_server(create_app(worker, working), settings.ingest)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await working
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def main() -> None:
     """Entry point of the ingest process."""
     settings = IngestSettings.from_env(os.environ)
     configure_logging(settings.ingest.log_level)
-    if settings.ingest.metrics_port > 0:
-        start_http_server(settings.ingest.metrics_port, addr=settings.ingest.metrics_host)
-        structlog.get_logger(__name__).info(
-            "ingest.metrics", host=settings.ingest.metrics_host, port=settings.ingest.metrics_port
-        )
     try:
         import uvloop
     except ImportError:  # Windows: the standard loop is fine, just slower

@@ -21,9 +21,9 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     retry_delay: float = 1.0
     """1 s: first backoff when Postgres fails (doubling up to 10 s), and the nak delay on shutdown."""
     metrics_port: int = 0
-    """0 = no metrics server; otherwise the port prometheus_client serves `/metrics` on."""
+    """0 = no HTTP server; otherwise the port serving `/healthz`, `/readyz` and `/metrics` (9100 in the image)."""
     metrics_host: str = "127.0.0.1"
-    """127.0.0.1: address of the metrics server; the chart sets 0.0.0.0 so Prometheus can scrape it."""
+    """127.0.0.1: bind address of that server; the image and chart set 0.0.0.0 for probes and Prometheus."""
     log_level: str = "info"
     """info: log level of the worker."""
 

@@ -44,13 +44,32 @@ class IngestWorker:
         self.settings = settings
         self.tuning = settings.ingest
         self._pool: asyncpg.Pool | None = None
+        self._nc: Client | None = None
+        self._stop: asyncio.Event | None = None
+        self._bound: set[int] = set()
+
+    def ready(self) -> bool:
+        """Ready: connected to NATS with every shard's consumer bound, and not stopping.
+
+        Postgres is left out on purpose: while it is down the worker holds its batches and waits, which
+        is its job; an unready pod would only stall a rolling update.
+        """
+        return (
+            self._stop is not None
+            and not self._stop.is_set()
+            and self._nc is not None
+            and self._nc.is_connected
+            and len(self._bound) == self.settings.clicks.shards
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then finish the batch in hand, drain NATS and close the pool."""
+        self._stop = stop
         warm_up()
         nc = await _until_stopped(connect(self.settings.nats, "linkpulse-ingest"), stop)
         if nc is None:
             return
+        self._nc = nc
         try:
             # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
             # One connection per shard loop, so no batch waits for another shard's commit.
@@ -104,6 +123,7 @@ class IngestWorker:
 
     async def _consume(self, js: JetStreamContext, shard: int, stop: asyncio.Event) -> None:
         sub = await js.pull_subscribe_bind(durable=ingest_durable(shard), stream=CLICKS_STREAM)
+        self._bound.add(shard)
         bound: FilteringBoundLogger = log.bind(shard=shard)
         try:
             while not stop.is_set():
@@ -121,6 +141,7 @@ class IngestWorker:
                 metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
                 await self._process(msgs, stop, bound)
         finally:
+            self._bound.discard(shard)
             # Unsubscribe before the drain: a pull subscription's leftover status replies (from the
             # last expired fetch) are never consumed, and draining would wait on them until its timeout.
             with contextlib.suppress(nats.errors.Error):
