@@ -1,0 +1,497 @@
+{{/* ---------------------------------------------------------------- names and labels */}}
+
+{{/* Chart name, or nameOverride. */}}
+{{- define "linkpulse.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object name prefix: fullnameOverride, else the release name (plus the chart name unless the release name has it). */}}
+{{- define "linkpulse.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a component's objects: <fullname>-<component>. Call with (dict "ctx" $ "component" "redirect"). */}}
+{{- define "linkpulse.componentName" -}}
+{{- printf "%s-%s" (include "linkpulse.fullname" .ctx | trunc 50 | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "linkpulse.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels of a component (never change these: Deployment selectors are immutable). */}}
+{{- define "linkpulse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "linkpulse.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of every object of a component. */}}
+{{- define "linkpulse.labels" -}}
+helm.sh/chart: {{ include "linkpulse.chart" .ctx }}
+{{ include "linkpulse.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: linkpulse
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{- define "linkpulse.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "linkpulse.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- images */}}
+
+{{/* Image of a Linkpulse service. Call with (dict "ctx" $ "svc" .Values.redirect). */}}
+{{- define "linkpulse.image" -}}
+{{- $repo := .svc.image.repository -}}
+{{- with .ctx.Values.image.registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}{{- end -}}
+{{- if .svc.image.digest -}}
+{{- printf "%s@%s" $repo .svc.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (.svc.image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image of a bundled dependency: (dict "image" .Values.nats.image). */}}
+{{- define "linkpulse.depImage" -}}
+{{- printf "%s:%s" .image.repository (toString .image.tag) -}}
+{{- end -}}
+
+{{- define "linkpulse.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets -}}
+imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- values to strings */}}
+
+{{/* A number as a settings parser reads it: integral values without exponent or fraction (1e+06 → 1000000). */}}
+{{- define "linkpulse.num" -}}
+{{- if or (kindIs "float64" .) (kindIs "float32" .) -}}
+{{- if eq (float64 .) (float64 (int64 .)) -}}{{ int64 . }}{{- else -}}{{ . }}{{- end -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Set env[name] to value unless the value is null. (dict "env" $env "name" "LINKPULSE_X" "value" $v) */}}
+{{- define "linkpulse.env.opt" -}}
+{{- if not (kindIs "invalid" .value) -}}
+{{- $_ := set .env .name (include "linkpulse.num" .value) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- generated secrets */}}
+
+{{/*
+A secret value that survives upgrades: the given value, else the one already stored in the Secret
+(lookup; empty offline and in `helm template`), else a new random one. Memoised per render, so every
+template that needs it (hook Secret, main Secret, URLs) sees the same value.
+(dict "ctx" $ "secret" "<name>" "key" "<key>" "value" <given> "length" 32 "prefix" "")
+*/}}
+{{- define "linkpulse.persistent" -}}
+{{- $root := .ctx.Values -}}
+{{- if not (hasKey $root "__linkpulseGenerated") -}}{{- $_ := set $root "__linkpulseGenerated" (dict) -}}{{- end -}}
+{{- $memo := index $root "__linkpulseGenerated" -}}
+{{- $id := printf "%s/%s" .secret .key -}}
+{{- if not (hasKey $memo $id) -}}
+{{- $value := .value -}}
+{{- if not $value -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
+{{- if and $existing $existing.data (hasKey $existing.data .key) -}}
+{{- $value = index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- $value = printf "%s%s" (.prefix | default "") (randAlphaNum (int .length)) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $memo $id $value -}}
+{{- end -}}
+{{- index $memo $id -}}
+{{- end -}}
+
+{{- define "linkpulse.adminKey" -}}
+{{- include "linkpulse.persistent" (dict "ctx" . "secret" (include "linkpulse.fullname" .) "key" "admin-key" "value" .Values.admin.key "length" 43 "prefix" "lp_") -}}
+{{- end -}}
+
+{{- define "linkpulse.redisPassword" -}}
+{{- include "linkpulse.persistent" (dict "ctx" . "secret" (include "linkpulse.componentName" (dict "ctx" . "component" "redis")) "key" "password" "value" .Values.redis.auth.password "length" 32) -}}
+{{- end -}}
+
+{{- define "linkpulse.databasePassword" -}}
+{{- include "linkpulse.persistent" (dict "ctx" . "secret" (include "linkpulse.componentName" (dict "ctx" . "component" "timescaledb")) "key" "password" "value" .Values.timescaledb.auth.password "length" 32) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- connection URLs */}}
+
+{{- define "linkpulse.natsUrl" -}}
+{{- if .Values.nats.enabled -}}
+{{- printf "nats://%s:4222" (include "linkpulse.componentName" (dict "ctx" . "component" "nats")) -}}
+{{- else if .Values.externalNats.url -}}
+{{- .Values.externalNats.url -}}
+{{- else if not .Values.externalNats.existingSecret -}}
+{{- fail "NATS: nats.enabled is false, so set externalNats.url (or externalNats.existingSecret) to your NATS server(s)" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "linkpulse.redisUrl" -}}
+{{- if .Values.redis.enabled -}}
+{{- $host := include "linkpulse.componentName" (dict "ctx" . "component" "redis") -}}
+{{- if .Values.redis.auth.enabled -}}
+{{- printf "redis://:%s@%s:6379/0" (include "linkpulse.redisPassword" . | urlquery) $host -}}
+{{- else -}}
+{{- printf "redis://%s:6379/0" $host -}}
+{{- end -}}
+{{- else if .Values.externalRedis.url -}}
+{{- .Values.externalRedis.url -}}
+{{- else if not .Values.externalRedis.existingSecret -}}
+{{- fail "Redis: redis.enabled is false, so set externalRedis.url (or externalRedis.existingSecret) to your Redis" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "linkpulse.databaseUrl" -}}
+{{- if .Values.timescaledb.enabled -}}
+{{- $a := .Values.timescaledb.auth -}}
+{{- printf "postgresql://%s:%s@%s:5432/%s" ($a.username | urlquery) (include "linkpulse.databasePassword" . | urlquery) (include "linkpulse.componentName" (dict "ctx" . "component" "timescaledb")) $a.database -}}
+{{- else if .Values.externalDatabase.url -}}
+{{- .Values.externalDatabase.url -}}
+{{- else if not .Values.externalDatabase.existingSecret -}}
+{{- fail "Database: timescaledb.enabled is false, so set externalDatabase.url (or externalDatabase.existingSecret) to your PostgreSQL DSN" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where each secret-bearing variable comes from, as YAML {VAR: {name, key}} for secretKeyRef, plus
+"plain" for URLs that may sit in a ConfigMap. (dict "ctx" $ "hook" bool): hook Jobs read the
+hook Secret <fullname>-setup, which exists before the release's own objects.
+*/}}
+{{- define "linkpulse.secretRefs" -}}
+{{- $ctx := .ctx -}}
+{{- $v := $ctx.Values -}}
+{{- $own := ternary (include "linkpulse.componentName" (dict "ctx" $ctx "component" "setup")) (include "linkpulse.fullname" $ctx) .hook -}}
+{{- $refs := dict -}}
+{{- $plain := dict -}}
+{{- /* Database: always a Secret (the DSN holds a password). */ -}}
+{{- if and (not $v.timescaledb.enabled) $v.externalDatabase.existingSecret -}}
+{{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $v.externalDatabase.existingSecret "key" $v.externalDatabase.existingSecretKey) -}}
+{{- else -}}
+{{- $_ := include "linkpulse.databaseUrl" $ctx -}}
+{{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $own "key" "database-url") -}}
+{{- end -}}
+{{- /* NATS: a Secret only for credentials. */ -}}
+{{- if and (not $v.nats.enabled) $v.externalNats.existingSecret -}}
+{{- $_ := set $refs "LINKPULSE_NATS_URL" (dict "name" $v.externalNats.existingSecret "key" $v.externalNats.existingSecretKey) -}}
+{{- else if contains "@" (include "linkpulse.natsUrl" $ctx) -}}
+{{- $_ := set $refs "LINKPULSE_NATS_URL" (dict "name" $own "key" "nats-url") -}}
+{{- else -}}
+{{- $_ := set $plain "LINKPULSE_NATS_URL" (include "linkpulse.natsUrl" $ctx) -}}
+{{- end -}}
+{{- /* Redis: a Secret when it has a password. Setup never needs Redis. */ -}}
+{{- if not .hook -}}
+{{- if and (not $v.redis.enabled) $v.externalRedis.existingSecret -}}
+{{- $_ := set $refs "LINKPULSE_REDIS_URL" (dict "name" $v.externalRedis.existingSecret "key" $v.externalRedis.existingSecretKey) -}}
+{{- else if contains "@" (include "linkpulse.redisUrl" $ctx) -}}
+{{- $_ := set $refs "LINKPULSE_REDIS_URL" (dict "name" $own "key" "redis-url") -}}
+{{- else -}}
+{{- $_ := set $plain "LINKPULSE_REDIS_URL" (include "linkpulse.redisUrl" $ctx) -}}
+{{- end -}}
+{{- if $v.admin.existingSecret -}}
+{{- $_ := set $refs "LINKPULSE_ADMIN_KEY" (dict "name" $v.admin.existingSecret "key" $v.admin.existingSecretKey) -}}
+{{- else -}}
+{{- $_ := set $refs "LINKPULSE_ADMIN_KEY" (dict "name" $own "key" "admin-key") -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "refs" $refs "plain" $plain) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- environment per container */}}
+
+{{/* CLICKS stream replicas: the value, else 3 with a bundled NATS of 3+ nodes, else 1. */}}
+{{- define "linkpulse.clicksReplicas" -}}
+{{- if not (kindIs "invalid" .Values.config.clicks.replicas) -}}
+{{- .Values.config.clicks.replicas | int -}}
+{{- else if and .Values.nats.enabled (ge (int .Values.nats.replicas) 3) -}}
+3
+{{- else -}}
+1
+{{- end -}}
+{{- end -}}
+
+{{- define "linkpulse.env.clicks" -}}
+{{- $c := .ctx.Values.config.clicks -}}
+{{- $_ := set .env "LINKPULSE_CLICKS_SHARDS" (include "linkpulse.num" $c.shards) -}}
+{{- $_ := set .env "LINKPULSE_CLICKS_REPLICAS" (include "linkpulse.clicksReplicas" .ctx) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_MAX_AGE" "value" $c.maxAge) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_MAX_BYTES" "value" $c.maxBytes) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_DUPLICATE_WINDOW" "value" $c.duplicateWindow) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_ACK_WAIT" "value" $c.ackWait) -}}
+{{- end -}}
+
+{{- define "linkpulse.env.natsTuning" -}}
+{{- $n := .ctx.Values.config.nats -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_NATS_CONNECT_TIMEOUT" "value" $n.connectTimeout) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_NATS_MAX_RECONNECT_ATTEMPTS" "value" $n.maxReconnectAttempts) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_NATS_RECONNECT_WAIT" "value" $n.reconnectWait) -}}
+{{- end -}}
+
+{{- define "linkpulse.env.redisTuning" -}}
+{{- $r := .ctx.Values.config.redis -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_REDIS_TIMEOUT" "value" $r.timeout) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_REDIS_TTL" "value" $r.ttl) -}}
+{{- end -}}
+
+{{- define "linkpulse.env.http" -}}
+{{- $_ := set .env "LINKPULSE_HTTP_HOST" (toString .ctx.Values.bindAddress) -}}
+{{- $_ := set .env "LINKPULSE_HTTP_PORT" (include "linkpulse.num" .svc.port) -}}
+{{- $_ := set .env "LINKPULSE_HTTP_WORKERS" (include "linkpulse.num" .svc.workers) -}}
+{{- $_ := set .env "LINKPULSE_HTTP_LOG_LEVEL" (toString .svc.logLevel) -}}
+{{- end -}}
+
+{{- define "linkpulse.env.pool" -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_DATABASE_POOL_MIN" "value" .svc.database.poolMin) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_DATABASE_POOL_MAX" "value" .svc.database.poolMax) -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_DATABASE_COMMAND_TIMEOUT" "value" .ctx.Values.config.database.commandTimeout) -}}
+{{- end -}}
+
+{{/* Spill folder of the redirect publisher: an emptyDir mount. */}}
+{{- define "linkpulse.spillDir" -}}/var/lib/linkpulse/spill{{- end -}}
+
+{{/* Hosts of the enabled ingresses. */}}
+{{- define "linkpulse.ingressHosts" -}}
+{{- $hosts := list -}}
+{{- if .Values.ingress.enabled -}}
+{{- range $c := list "redirect" "admin" -}}
+{{- $i := index $.Values.ingress $c -}}
+{{- if and $i.enabled $i.host -}}{{- $hosts = append $hosts $i.host -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- join "," (uniq $hosts) -}}
+{{- end -}}
+
+{{- define "linkpulse.publicUrl" -}}
+{{- $i := .Values.ingress.redirect -}}
+{{- if .Values.admin.publicUrl -}}
+{{- .Values.admin.publicUrl -}}
+{{- else if and .Values.ingress.enabled $i.enabled $i.host -}}
+{{- printf "%s://%s" (ternary "https" "http" $i.tls.enabled) $i.host -}}
+{{- else -}}
+http://127.0.0.1:8000
+{{- end -}}
+{{- end -}}
+
+{{/*
+Variables of one container, as YAML {plain: {VAR: value}, refs: {VAR: {name, key}}}: exactly the
+ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|migrate|streams|setup" "hook" bool)
+*/}}
+{{- define "linkpulse.env" -}}
+{{- $ctx := .ctx -}}
+{{- $v := $ctx.Values -}}
+{{- $c := .component -}}
+{{- $src := include "linkpulse.secretRefs" (dict "ctx" $ctx "hook" (default false .hook)) | fromYaml -}}
+{{- $plain := dict -}}
+{{- $refs := dict -}}
+{{- $want := dict
+  "redirect" (list "LINKPULSE_NATS_URL" "LINKPULSE_REDIS_URL" "LINKPULSE_DATABASE_URL")
+  "ingest" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL")
+  "admin" (list "LINKPULSE_NATS_URL" "LINKPULSE_REDIS_URL" "LINKPULSE_DATABASE_URL" "LINKPULSE_ADMIN_KEY")
+  "migrate" (list "LINKPULSE_DATABASE_URL")
+  "streams" (list "LINKPULSE_NATS_URL")
+  "setup" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL") -}}
+{{- range $name := index $want $c -}}
+{{- if hasKey $src.plain $name -}}{{- $_ := set $plain $name (index $src.plain $name) -}}{{- end -}}
+{{- if hasKey $src.refs $name -}}{{- $_ := set $refs $name (index $src.refs $name) -}}{{- end -}}
+{{- end -}}
+{{- if eq $c "redirect" -}}
+{{- $s := $v.redirect -}}
+{{- include "linkpulse.env.http" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
+{{- include "linkpulse.env.natsTuning" (dict "ctx" $ctx "env" $plain) -}}
+{{- include "linkpulse.env.redisTuning" (dict "ctx" $ctx "env" $plain) -}}
+{{- include "linkpulse.env.pool" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
+{{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_MAX_ENTRIES" "value" $s.cache.maxEntries) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_TTL" "value" $s.cache.ttl) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_NEGATIVE_TTL" "value" $s.cache.negativeTtl) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_NEGATIVE_MAX_ENTRIES" "value" $s.cache.negativeMaxEntries) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_CLICK_COUNT_REFRESH" "value" $s.cache.clickCountRefresh) -}}
+{{- $p := $s.publisher -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_QUEUE_MAX" "value" $p.queueMax) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_BATCH_MAX" "value" $p.batchMax) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_LINGER" "value" $p.linger) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_PUBLISH_TIMEOUT" "value" $p.publishTimeout) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_GIVE_UP_AFTER" "value" $p.giveUpAfter) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_DRAIN_TIMEOUT" "value" $p.drainTimeout) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_REPLAY_CONCURRENCY" "value" $p.replayConcurrency) -}}
+{{- $_ := set $plain "LINKPULSE_PUBLISHER_SPILL_DIR" (include "linkpulse.spillDir" $ctx) -}}
+{{- with $s.proxy.trusted -}}{{- $_ := set $plain "LINKPULSE_PROXY_TRUSTED" (join "," .) -}}{{- end -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PROXY_COUNTRY_HEADER" "value" $s.proxy.countryHeader) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PROXY_ANONYMIZE_IP" "value" $s.proxy.anonymizeIp) -}}
+{{- else if eq $c "ingest" -}}
+{{- $s := $v.ingest -}}
+{{- include "linkpulse.env.natsTuning" (dict "ctx" $ctx "env" $plain) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_DATABASE_COMMAND_TIMEOUT" "value" $v.config.database.commandTimeout) -}}
+{{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
+{{- $_ := set $plain "LINKPULSE_INGEST_METRICS_PORT" (include "linkpulse.num" $s.metricsPort) -}}
+{{- $_ := set $plain "LINKPULSE_INGEST_METRICS_HOST" (toString $v.bindAddress) -}}
+{{- $_ := set $plain "LINKPULSE_INGEST_LOG_LEVEL" (toString $s.logLevel) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_SIZE" "value" $s.batchSize) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_MAX_WAIT" "value" $s.maxWait) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETRY_DELAY" "value" $s.retryDelay) -}}
+{{- else if eq $c "admin" -}}
+{{- $s := $v.admin -}}
+{{- include "linkpulse.env.http" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
+{{- include "linkpulse.env.natsTuning" (dict "ctx" $ctx "env" $plain) -}}
+{{- include "linkpulse.env.redisTuning" (dict "ctx" $ctx "env" $plain) -}}
+{{- include "linkpulse.env.pool" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
+{{- $_ := set $plain "LINKPULSE_ADMIN_PUBLIC_URL" (include "linkpulse.publicUrl" $ctx) -}}
+{{- $own := concat (compact (splitList "," (include "linkpulse.ingressHosts" $ctx))) $s.ownHosts | uniq -}}
+{{- with $own -}}{{- $_ := set $plain "LINKPULSE_ADMIN_OWN_HOSTS" (join "," .) -}}{{- end -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_MAX_BODY_BYTES" "value" $s.maxBodyBytes) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_RELAY_INTERVAL" "value" $s.relayInterval) -}}
+{{- else if or (eq $c "streams") (eq $c "setup") -}}
+{{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
+{{- end -}}
+{{- toYaml (dict "plain" $plain "refs" $refs) -}}
+{{- end -}}
+
+{{/* env: entries (YAML list) of an env plan: secret references, plus the plain values when inline. (dict "plan" $plan "inline" bool "extra" list) */}}
+{{- define "linkpulse.envList" -}}
+{{- $out := list -}}
+{{- if .inline -}}
+{{- range $name, $value := .plan.plain -}}
+{{- $out = append $out (dict "name" $name "value" (toString $value)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $ref := .plan.refs -}}
+{{- $out = append $out (dict "name" $name "valueFrom" (dict "secretKeyRef" (dict "name" $ref.name "key" $ref.key))) -}}
+{{- end -}}
+{{- $out = concat $out (.extra | default list) -}}
+{{- if $out -}}{{- toYaml $out -}}{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- pod pieces */}}
+
+{{/* Topology spread: the given constraints (missing labelSelector filled in), else nodes and zones, best effort. (dict "ctx" $ "component" c "constraints" list "rolling" bool) */}}
+{{- define "linkpulse.topologySpread" -}}
+{{- $selector := include "linkpulse.selectorLabels" . | fromYaml -}}
+{{- $out := list -}}
+{{- if .constraints -}}
+{{- range .constraints -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}{{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) -}}{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- else -}}
+{{- range $key := list "kubernetes.io/hostname" "topology.kubernetes.io/zone" -}}
+{{- $c := dict "maxSkew" 1 "topologyKey" $key "whenUnsatisfiable" "ScheduleAnyway" "labelSelector" (dict "matchLabels" $selector) -}}
+{{- if $.rolling -}}{{- $_ := set $c "matchLabelKeys" (list "pod-template-hash") -}}{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- end -}}
+topologySpreadConstraints:
+{{- toYaml $out | nindent 2 }}
+{{- end -}}
+
+{{/* Scheduling fields shared by every pod. (dict "ctx" $ "cfg" .Values.<x>) */}}
+{{- define "linkpulse.scheduling" -}}
+{{- $out := dict -}}
+{{- with .cfg.nodeSelector -}}{{- $_ := set $out "nodeSelector" . -}}{{- end -}}
+{{- with .cfg.tolerations -}}{{- $_ := set $out "tolerations" . -}}{{- end -}}
+{{- with .cfg.affinity -}}{{- $_ := set $out "affinity" . -}}{{- end -}}
+{{- with .cfg.priorityClassName -}}{{- $_ := set $out "priorityClassName" . -}}{{- end -}}
+{{- if $out -}}{{- toYaml $out -}}{{- end -}}
+{{- end -}}
+
+{{/* HTTP probes of a service container: (dict "probes" .Values.x.probes "port" "http") */}}
+{{- define "linkpulse.httpProbes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: {{ .port }}
+{{- toYaml .probes.startup | nindent 2 }}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: {{ .port }}
+{{- toYaml .probes.liveness | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ .port }}
+{{- toYaml .probes.readiness | nindent 2 }}
+{{- end -}}
+
+{{/* Whether the admin pods carry the setup init container. */}}
+{{- define "linkpulse.setupInit" -}}
+{{- $mode := .Values.setup.initContainer -}}
+{{- if or (eq $mode "always") (and (eq $mode "auto") (or .Values.nats.enabled .Values.timescaledb.enabled)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Ports of the bundled services, and of external ones parsed from their URL (for NetworkPolicy egress). */}}
+{{- define "linkpulse.urlPort" -}}
+{{- $u := urlParse .url -}}
+{{- $port := regexFind ":[0-9]+$" $u.host | trimPrefix ":" -}}
+{{- default .default $port -}}
+{{- end -}}
+
+{{/*
+Pod-template annotations: checksums of the container's variables (plain values and Secret references)
+and of where its connections go, so a change rolls the pods. Passwords are left out on purpose: not
+even a hash of one belongs in an annotation (after changing only a password, restart the pods).
+*/}}
+{{- define "linkpulse.podAnnotations" -}}
+{{- $v := .ctx.Values -}}
+{{- $where := list -}}
+{{- range $external := list $v.externalNats $v.externalRedis $v.externalDatabase -}}
+{{- $where = append $where (list (regexReplaceAll "//[^/@]*@" $external.url "//") $external.existingSecret $external.existingSecretKey) -}}
+{{- end -}}
+checksum/config: {{ toYaml .plan | sha256sum }}
+checksum/connections: {{ toJson (list $where $v.admin.existingSecret $v.admin.existingSecretKey) | sha256sum }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The /tmp emptyDir volume every Linkpulse container mounts (its root filesystem is read-only). */}}
+{{- define "linkpulse.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end -}}
+
+{{/* The setup init container / Job container. (dict "ctx" $ "component" "setup|migrate|streams" "hook" bool "command" list) */}}
+{{- define "linkpulse.setupContainer" -}}
+{{- $ctx := .ctx -}}
+{{- $plan := include "linkpulse.env" (dict "ctx" $ctx "component" .component "hook" .hook) | fromYaml -}}
+- name: {{ .component }}
+  image: {{ include "linkpulse.image" (dict "ctx" $ctx "svc" $ctx.Values.admin) }}
+  imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+  command:
+    {{- toYaml .command | nindent 4 }}
+  {{- with include "linkpulse.envList" (dict "plan" $plan "inline" true) }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
+  resources:
+    {{- toYaml $ctx.Values.setup.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $ctx.Values.containerSecurityContext | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end -}}

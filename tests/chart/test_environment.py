@@ -1,0 +1,270 @@
+"""Each container gets exactly the variables its settings class reads, and secrets stay in Secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import msgspec
+import pytest
+from tests.chart.conftest import SECRETS, VALUE_SETS, Rendered, render, render_set
+
+from linkpulse.admin.settings import AdminSettings
+from linkpulse.ingest.settings import IngestSettings
+from linkpulse.redirect.settings import RedirectSettings
+from linkpulse.settings import ClicksSettings, DatabaseSettings, NatsSettings, StreamsSettings, env_names, from_env
+
+
+class MigrateSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What `linkpulse migrate` reads: the database group (only its url, see linkpulse.cli.main)."""
+
+    database: DatabaseSettings = DatabaseSettings()
+
+
+class SetupSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The admin pods' setup init container runs `linkpulse migrate` and `linkpulse streams`."""
+
+    nats: NatsSettings = NatsSettings()
+    clicks: ClicksSettings = ClicksSettings()
+    database: DatabaseSettings = DatabaseSettings()
+
+
+# container name → (settings class, variables it must get)
+CONTAINERS: dict[str, tuple[type[msgspec.Struct], set[str]]] = {
+    "redirect": (
+        RedirectSettings,
+        {
+            "LINKPULSE_NATS_URL",
+            "LINKPULSE_REDIS_URL",
+            "LINKPULSE_DATABASE_URL",
+            "LINKPULSE_HTTP_HOST",
+            "LINKPULSE_HTTP_PORT",
+            "LINKPULSE_CLICKS_SHARDS",
+            "LINKPULSE_CLICKS_REPLICAS",
+            "LINKPULSE_PUBLISHER_SPILL_DIR",
+            "LINKPULSE_PUBLISHER_DRAIN_TIMEOUT",
+        },
+    ),
+    "ingest": (
+        IngestSettings,
+        {
+            "LINKPULSE_NATS_URL",
+            "LINKPULSE_DATABASE_URL",
+            "LINKPULSE_CLICKS_SHARDS",
+            "LINKPULSE_INGEST_METRICS_PORT",
+            "LINKPULSE_INGEST_METRICS_HOST",
+        },
+    ),
+    "admin": (
+        AdminSettings,
+        {
+            "LINKPULSE_NATS_URL",
+            "LINKPULSE_REDIS_URL",
+            "LINKPULSE_DATABASE_URL",
+            "LINKPULSE_HTTP_HOST",
+            "LINKPULSE_HTTP_PORT",
+            "LINKPULSE_ADMIN_KEY",
+            "LINKPULSE_ADMIN_PUBLIC_URL",
+        },
+    ),
+    "migrate": (MigrateSettings, {"LINKPULSE_DATABASE_URL"}),
+    "streams": (StreamsSettings, {"LINKPULSE_NATS_URL", "LINKPULSE_CLICKS_SHARDS", "LINKPULSE_CLICKS_REPLICAS"}),
+    "setup": (
+        SetupSettings,
+        {"LINKPULSE_NATS_URL", "LINKPULSE_DATABASE_URL", "LINKPULSE_CLICKS_SHARDS", "LINKPULSE_CLICKS_REPLICAS"},
+    ),
+    "deferred": (MigrateSettings, set()),  # first-install hook that only logs (see test_workloads)
+}
+
+
+def test_settings_classes_read_what_the_chart_relies_on() -> None:
+    # A renamed setting must break this suite, not a cluster.
+    for settings, required in CONTAINERS.values():
+        assert required <= set(env_names(settings)), settings.__name__
+    assert env_names(MigrateSettings) == [f"LINKPULSE_DATABASE_{f.upper()}" for f in DatabaseSettings.__struct_fields__]
+
+
+def test_each_container_gets_only_variables_its_settings_read(rendered: Rendered) -> None:
+    seen = set()
+    for workload, container in rendered.linkpulse_containers():
+        settings, required = CONTAINERS[container["name"]]
+        names = set(rendered.environment(container))
+        where = f"{workload['metadata']['name']}/{container['name']}"
+        assert names <= set(env_names(settings)), f"{where} gets unread {sorted(names - set(env_names(settings)))}"
+        assert required <= names, f"{where} lacks {sorted(required - names)}"
+        if container["name"] == "migrate":
+            assert names == {"LINKPULSE_DATABASE_URL"}  # `linkpulse migrate` reads nothing else
+        seen.add(container["name"])
+    assert {"redirect", "ingest", "admin"} <= seen
+
+
+def test_values_parse_with_the_real_settings_classes(rendered: Rendered) -> None:
+    for _, container in rendered.linkpulse_containers():
+        if container["name"] in {"migrate", "deferred"}:
+            continue
+        settings_cls, _ = CONTAINERS[container["name"]]
+        env = rendered.environment(container)
+        settings = from_env(settings_cls, env)  # raises SettingsError on a value it cannot take
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        if container["name"] in {"redirect", "admin"}:
+            assert settings.http.port == ports["http"]
+            assert settings.http.host == "0.0.0.0"
+        if container["name"] == "ingest":
+            assert settings.ingest.metrics_port == ports["metrics"]
+            assert settings.ingest.metrics_host == "0.0.0.0"
+
+
+def test_every_tuning_value_reaches_its_setting() -> None:
+    out = render_set("everything")
+    env = {c["name"]: out.environment(c) for _, c in out.linkpulse_containers()}
+    # Helm holds numbers as float64 and prints 2e+06; the chart writes integers out in full.
+    assert env["redirect"]["LINKPULSE_CACHE_MAX_ENTRIES"] == "2000000"
+    assert env["setup"]["LINKPULSE_CLICKS_MAX_BYTES"] == "4294967296"
+    redirect = from_env(RedirectSettings, env["redirect"])
+    assert redirect.cache.max_entries == 2_000_000
+    assert redirect.cache.negative_max_entries == 50_000 and redirect.cache.click_count_refresh == 0.5
+    assert redirect.publisher.queue_max == 200_000 and redirect.publisher.linger == 0.005
+    assert redirect.publisher.drain_timeout == 15 and redirect.publisher.replay_concurrency == 32
+    assert redirect.proxy.trusted == "10.0.0.0/8,fd00::/8" and redirect.proxy.anonymize_ip is False
+    assert redirect.proxy.country_header == "x-country"
+    assert (redirect.database.pool_min, redirect.database.pool_max, redirect.database.command_timeout) == (2, 20, 15)
+    assert redirect.http.workers == 2 and redirect.http.log_level == "warning"
+    assert redirect.redis.timeout == 0.5 and redirect.redis.ttl == 43200
+    assert redirect.nats.reconnect_wait == 0.75 and redirect.nats.connect_timeout == 3
+    ingest = from_env(IngestSettings, env["ingest"])
+    assert (ingest.ingest.batch_size, ingest.ingest.max_wait, ingest.ingest.retry_delay) == (500, 0.25, 2)
+    assert ingest.ingest.log_level == "debug"
+    admin = from_env(AdminSettings, env["admin"])
+    assert admin.admin.max_body_bytes == 2_097_152 and admin.admin.relay_interval == 0.5
+    assert admin.admin.key == SECRETS["admin_key"]
+    streams = from_env(StreamsSettings, env["setup"])  # the init container (the install defers the hook)
+    assert streams.clicks.max_bytes == 4_294_967_296 and streams.clicks.max_age == 86400
+    assert streams.clicks.duplicate_window == 300 and streams.clicks.ack_wait == 90
+
+
+def test_all_clicks_settings_agree_across_publishers_consumers_and_setup(rendered: Rendered) -> None:
+    clicks = {
+        container["name"]: from_env(StreamsSettings, rendered.environment(container)).clicks
+        for _, container in rendered.linkpulse_containers()
+        if container["name"] in {"redirect", "ingest", "streams", "setup"}
+    }
+    assert len(set(clicks.values())) == 1, clicks
+    assert next(iter(clicks.values())).shards == rendered.values["config"]["clicks"]["shards"]
+
+
+@pytest.mark.parametrize(
+    ("value_set", "replicas"), [("defaults", 3), ("everything", 3), ("autoscaling-off", 1), ("external-plain", 1)]
+)
+def test_clicks_replicas_follow_the_bundled_nats_size(value_set: str, replicas: int) -> None:
+    out = render_set(value_set, install=False)
+    for _, container in out.linkpulse_containers():
+        env = out.environment(container)
+        if "LINKPULSE_CLICKS_SHARDS" in env:
+            assert env["LINKPULSE_CLICKS_REPLICAS"] == str(replicas), container["name"]
+
+
+def test_connection_urls_point_at_the_bundled_services() -> None:
+    out = render_set("known-secrets")
+    env = out.environment(next(c for _, c in out.linkpulse_containers() if c["name"] == "admin"))
+    assert env["LINKPULSE_NATS_URL"] == "nats://linkpulse-nats:4222"
+    assert env["LINKPULSE_REDIS_URL"] == f"redis://:{SECRETS['redis_password']}@linkpulse-redis:6379/0"
+    assert env["LINKPULSE_DATABASE_URL"] == (
+        f"postgresql://linkpulse:{SECRETS['tsdb_password']}@linkpulse-timescaledb:5432/linkpulse"
+    )
+    assert out.get("Service", "linkpulse-nats")["spec"]["ports"][0]["port"] == 4222
+    assert out.get("Service", "linkpulse-redis")["spec"]["ports"][0]["port"] == 6379
+    assert out.get("Service", "linkpulse-timescaledb")["spec"]["ports"][0]["port"] == 5432
+
+
+def test_generated_secrets_are_one_value_per_render() -> None:
+    out = render_set("defaults", install=False)  # upgrade: the hook Secret carries the DSN too
+    password = out.secret_value("linkpulse-timescaledb", "password")
+    redis_password = out.secret_value("linkpulse-redis", "password")
+    assert len(password) == 32 and len(redis_password) == 32 and password != redis_password
+    dsn = out.secret_value("linkpulse", "database-url")
+    assert f":{password}@" in dsn and out.secret_value("linkpulse-setup", "database-url") == dsn
+    assert f":{redis_password}@" in out.secret_value("linkpulse", "redis-url")
+    key = out.secret_value("linkpulse", "admin-key")
+    assert key.startswith("lp_") and len(key) == 46
+    assert render_set("defaults").secret_value("linkpulse", "admin-key") != key  # random, not a constant
+
+
+@pytest.mark.parametrize("value_set", ["known-secrets", "everything", "external", "external-plain"])
+def test_secrets_never_appear_outside_secrets(value_set: str) -> None:
+    out = render_set(value_set, install=False)
+    values = json.dumps(out.values)
+    secrets = [s for s in (*SECRETS.values(), "dbPasswordInlineForChartTests") if s in values]
+    assert secrets, "the value set gives no secret to look for"
+    stored = " ".join(
+        base64.b64decode(v).decode() for secret in out.of_kind("Secret") for v in secret.get("data", {}).values()
+    )
+    for secret in secrets:
+        assert secret in stored, f"{secret} is not in any Secret"
+    for obj in out.objects:
+        if obj["kind"] == "Secret":
+            continue
+        text = json.dumps(obj)
+        leaked = [s for s in secrets if s in text]
+        assert leaked == [], f"{obj['kind']} {obj['metadata']['name']} holds {leaked}"
+    for config_map in out.of_kind("ConfigMap"):
+        for key, value in config_map.get("data", {}).items():
+            assert "@" not in value or not key.endswith("_URL"), f"credentials in {config_map['metadata']['name']}"
+
+
+def test_existing_secrets_are_referenced_not_copied() -> None:
+    out = render_set("external-secrets")
+    assert out.find("Secret", "linkpulse") is None  # everything comes from the user's Secrets
+    admin = next(c for _, c in out.linkpulse_containers() if c["name"] == "admin")
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in admin["env"] if "valueFrom" in e}
+    assert refs == {
+        "LINKPULSE_ADMIN_KEY": {"name": "lp-admin", "key": "key"},
+        "LINKPULSE_DATABASE_URL": {"name": "lp-database", "key": "dsn"},
+        "LINKPULSE_NATS_URL": {"name": "lp-nats", "key": "url"},
+        "LINKPULSE_REDIS_URL": {"name": "lp-redis", "key": "url"},
+    }
+    migrate = out.get("Job", "linkpulse-migrate")["spec"]["template"]["spec"]["containers"][0]
+    assert migrate["env"] == [
+        {"name": "LINKPULSE_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "lp-database", "key": "dsn"}}}
+    ]
+    assert out.find("Secret", "linkpulse-setup") is None
+
+
+def test_plain_external_urls_stay_in_config_maps_and_the_dsn_in_the_secret() -> None:
+    out = render_set("external-plain")
+    redirect = out.get("ConfigMap", "linkpulse-redirect")["data"]
+    assert redirect["LINKPULSE_NATS_URL"] == "nats://nats.messaging.svc:4222"
+    assert redirect["LINKPULSE_REDIS_URL"] == "redis://redis.cache.svc:6379/0"
+    assert "LINKPULSE_DATABASE_URL" not in redirect
+    assert out.secret_value("linkpulse", "database-url").startswith("postgresql://linkpulse:dbPassword")
+
+
+def test_admin_public_url_and_own_hosts_follow_the_ingress() -> None:
+    admin = render_set("everything").get("ConfigMap", "linkpulse-admin")["data"]
+    assert admin["LINKPULSE_ADMIN_PUBLIC_URL"] == "https://sho.rt"
+    assert admin["LINKPULSE_ADMIN_OWN_HOSTS"].split(",") == ["sho.rt", "admin.sho.rt", "l.example.net"]
+    assert render_set("defaults").get("ConfigMap", "linkpulse-admin")["data"]["LINKPULSE_ADMIN_PUBLIC_URL"] == (
+        "http://127.0.0.1:8000"
+    )
+    assert render_set("external").get("ConfigMap", "linkpulse-admin")["data"]["LINKPULSE_ADMIN_PUBLIC_URL"] == (
+        "https://go.example.com"
+    )
+    plain = render({"ingress": {"enabled": True, "admin": {"enabled": False}}})
+    assert plain.get("ConfigMap", "linkpulse-admin")["data"]["LINKPULSE_ADMIN_PUBLIC_URL"] == "http://links.example.com"
+
+
+def test_a_config_change_rolls_the_pods_without_hashing_passwords() -> None:
+    def annotations(values: dict[str, Any]) -> dict[str, str]:
+        deployment = render(values).get("Deployment", "linkpulse-redirect")
+        return deployment["spec"]["template"]["metadata"]["annotations"]
+
+    assert annotations({}) == annotations({})
+    assert annotations({})["checksum/config"] != annotations({"redirect": {"cache": {"ttl": 60}}})["checksum/config"]
+
+    def database(url: str) -> dict[str, Any]:
+        return VALUE_SETS["external-plain"] | {"externalDatabase": {"url": url}}
+
+    moved = annotations(database("postgresql://lp:pw1@db-2.example:5432/linkpulse"))["checksum/connections"]
+    first = annotations(database("postgresql://lp:pw1@db-1.example:5432/linkpulse"))["checksum/connections"]
+    new_password = annotations(database("postgresql://lp:pw2@db-1.example:5432/linkpulse"))["checksum/connections"]
+    assert moved != first == new_password  # a password, even hashed, stays out of the pod template

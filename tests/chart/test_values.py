@@ -1,0 +1,156 @@
+"""values.yaml, its schema, and the files the chart ships (dashboards)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+from tests.chart.conftest import CHART, render_set
+
+REPO = CHART.parents[1]
+
+
+@pytest.fixture(scope="module")
+def chart() -> helm_python.Chart:
+    return helm_python.Chart.load(CHART)
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"redirect": {"replicas": "three"}}, "/redirect/replicas"),
+        ({"redirect": {"replicaCount": 3}}, "replicaCount"),
+        ({"unknownTopLevel": True}, "unknownTopLevel"),
+        ({"nats": {"enabled": "yes"}}, "/nats/enabled"),
+        ({"nats": {"replicas": 2}}, "/nats/replicas"),
+        ({"config": {"clicks": {"shards": 0}}}, "/config/clicks/shards"),
+        ({"redirect": {"logLevel": "verbose"}}, "/redirect/logLevel"),
+        ({"ingest": {"metricsPort": 70000}}, "/ingest/metricsPort"),
+        ({"externalDatabase": {"url": "mysql://db/x"}}, "/externalDatabase/url"),
+        ({"redirect": {"resources": {"requests": {"cpu": "lots"}}}}, "/redirect/resources/requests/cpu"),
+        ({"ingest": {"resources": {"limits": None}}}, "/ingest/resources"),  # limits are required
+        ({"setup": {"initContainer": "sometimes"}}, "/setup/initContainer"),
+    ],
+)
+def test_schema_rejects_wrong_values(chart: helm_python.Chart, values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(where)):
+        chart.validate_schema(values)
+    with pytest.raises(helm_python.HelmValuesError):
+        chart.render(values, name="linkpulse", namespace="links")  # an install refuses them too
+
+
+def test_schema_accepts_the_defaults_and_nulls(chart: helm_python.Chart) -> None:
+    chart.validate_schema({})
+    chart.validate_schema(chart.values)
+    chart.validate_schema({"config": {"clicks": {"replicas": None}}, "redirect": {"cache": {"ttl": None}}})
+
+
+def _leaves(values: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(values, dict) and values:
+        return [leaf for key, value in values.items() for leaf in _leaves(value, (*path, key))]
+    return [path]
+
+
+def _schema_at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    for key in path:
+        if schema.get("type") != "object" or key not in schema.get("properties", {}):
+            return None
+        schema = schema["properties"][key]
+    return schema
+
+
+def test_schema_types_every_value_and_closes_every_values_object() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    untyped = [".".join(p) for p in _leaves(values) if not (s := _schema_at(schema, p)) or not s.get("type")]
+    assert untyped == []
+    # Every chart-defined object (not free-form Kubernetes maps) refuses unknown keys.
+    free_form = {"affinity", "podSecurityContext", "containerSecurityContext", "seccompProfile", "capabilities"}
+
+    def closed(node: dict[str, Any], path: str) -> list[str]:
+        open_ = []
+        if node.get("type") == "object" and "properties" in node:
+            if node.get("additionalProperties") is not False and path.rsplit(".", 1)[-1] not in free_form:
+                open_.append(path)
+            for key, child in node["properties"].items():
+                open_ += closed(child, f"{path}.{key}")
+        return open_
+
+    assert closed(schema, "") == []
+
+
+def test_every_value_is_commented() -> None:
+    """Each value has a `# --` comment right above it, or above the block it is part of (resources, probes...)."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, bool]] = []  # (indent, commented) of the enclosing keys
+    uncommented = []
+    for number, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):(.*)$", line)
+        if not match:
+            continue
+        indent = len(match[1])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        block = []  # the comment lines right above, up to a blank or key line
+        for above in reversed(lines[:number]):
+            if not above.lstrip().startswith("#"):
+                break
+            block.append(above.lstrip())
+        commented = any(c.startswith("# --") for c in block)  # plain "#" blocks introduce sections
+        if match[3].strip() and not commented and not any(c for _, c in stack):
+            uncommented.append(f"{number + 1}: {line.strip()}")
+        stack.append((indent, commented))
+    assert uncommented == []
+
+
+def test_defaults_install_bundled_dependencies_and_autoscaling(chart: helm_python.Chart) -> None:
+    values = chart.values
+    assert values["nats"]["enabled"] and values["redis"]["enabled"] and values["timescaledb"]["enabled"]
+    assert values["nats"]["replicas"] == 3
+    assert all(values[s]["autoscaling"]["enabled"] for s in ("redirect", "ingest", "admin"))
+    assert {s: values[s]["image"]["repository"] for s in ("redirect", "ingest", "admin")} == {
+        "redirect": "linkpulse-redirect",
+        "ingest": "linkpulse-ingest",
+        "admin": "linkpulse-admin",
+    }
+    assert values["image"]["tag"] == "" and chart.metadata["appVersion"] == "0.1.0"
+    assert chart.metadata["apiVersion"] == "v2"
+
+
+def _metric_names_in_code() -> set[str]:
+    names = set()
+    for path in (REPO / "services").glob("*/src/**/*.py"):
+        names |= set(re.findall(r"(?:Counter|Gauge|Histogram)\(\s*\"(linkpulse_[a-z_]+)\"", path.read_text()))
+    return names
+
+
+def test_dashboards_config_map_ships_valid_dashboards_of_real_metrics() -> None:
+    out = render_set("everything")
+    config_map = out.get("ConfigMap", "linkpulse-dashboards")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    assert files and sorted(config_map["data"]) == files
+    known = _metric_names_in_code()
+    assert known, "no prometheus_client metrics found in services/*/src"
+    for name, text in config_map["data"].items():
+        dashboard = json.loads(text)
+        assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        assert exprs, name
+        used = {
+            re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"linkpulse_[a-z_]+", e)
+        }
+        assert used and used <= known, f"{name} uses metrics no service exports: {sorted(used - known)}"
+    assert render_set("defaults").find("ConfigMap", "linkpulse-dashboards") is None
+
+
+def test_chart_readme_documents_install_upgrade_and_uninstall() -> None:
+    readme = (CHART / "README.md").read_text()
+    for needle in ("helm install", "helm upgrade", "helm uninstall", "externalDatabase.url", "existingSecret"):
+        assert needle in readme
+    assert Path(CHART / "templates" / "NOTES.txt").exists()
