@@ -54,6 +54,7 @@ EXISTING_SECRETS: dict[tuple[str, str], str] = {
     ("lp-admin", "key"): "lp_KeyFromAnExistingSecret_abcdefghijklmnopqrstuvwxyz",
     ("lp-redis", "url"): "redis://:fromExisting@redis.example:6379/0",
     ("lp-nats", "url"): "nats://u:fromExisting@nats.example:4222",
+    ("otlp-auth", "headers"): "x-api-key=fromExistingSecret",
 }
 
 _ALL_TUNING: dict[str, Any] = {
@@ -179,6 +180,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             },
             "nats": {"nodeSelector": {"disk": "ssd"}, "jetstream": {"storageClassName": "fast"}},
             "timescaledb": {"persistence": {"storageClassName": "fast"}},
+            "tracing": {
+                "otlpEndpoint": "http://otel-collector.observability:4318",
+                "sampleRatio": {"redirect": 0.05, "ingest": 0.5, "admin": 1},
+                "resourceAttributes": "deployment.environment=prod",
+                "headersSecret": {"name": "otlp-auth", "key": "headers"},
+            },
         },
     ),
     "external": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ from linkpulse.admin.settings import AdminSettings
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.settings import ClicksSettings, DatabaseSettings, NatsSettings, StreamsSettings, env_names, from_env
+from linkpulse.telemetry import OTEL_VARIABLES, Tracing
 
 
 class MigrateSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +91,12 @@ def test_each_container_gets_only_variables_its_settings_read(rendered: Rendered
     seen = set()
     for workload, container in rendered.linkpulse_containers():
         settings, required = CONTAINERS[container["name"]]
-        names = set(rendered.environment(container))
+        env = rendered.environment(container)
+        names = {name for name in env if not name.startswith("OTEL_")}
+        otel = set(env) - names
+        assert otel <= OTEL_VARIABLES, f"{container['name']} gets OTEL variables tracing never reads: {otel}"
+        if container["name"] in {"redirect", "ingest", "admin"}:
+            assert env["OTEL_SERVICE_NAME"] == f"linkpulse-{container['name']}"
         where = f"{workload['metadata']['name']}/{container['name']}"
         assert names <= set(env_names(settings)), f"{where} gets unread {sorted(names - set(env_names(settings)))}"
         assert required <= names, f"{where} lacks {sorted(required - names)}"
@@ -268,3 +275,33 @@ def test_a_config_change_rolls_the_pods_without_hashing_passwords() -> None:
     first = annotations(database("postgresql://lp:pw1@db-1.example:5432/linkpulse"))["checksum/connections"]
     new_password = annotations(database("postgresql://lp:pw2@db-1.example:5432/linkpulse"))["checksum/connections"]
     assert moved != first == new_password  # a password, even hashed, stays out of the pod template
+
+
+def test_tracing_is_off_by_default_and_names_each_service(rendered: Rendered) -> None:
+    for _, container in rendered.linkpulse_containers():
+        env = rendered.environment(container)
+        if rendered.values.get("tracing", {}).get("otlpEndpoint"):
+            continue
+        assert not {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER"} & set(env), container["name"]
+
+
+@pytest.mark.parametrize(("container", "ratio"), [("redirect", 0.05), ("ingest", 0.5), ("admin", 1.0)])
+def test_tracing_values_configure_each_services_real_tracer(
+    container: str, ratio: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = render_set("everything")
+    env = out.environment(next(c for _, c in out.linkpulse_containers() if c["name"] == container))
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=fromExistingSecret"  # from the Secret, not a ConfigMap
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("OTEL_"):
+            monkeypatch.setenv(name, value)
+    # The SDK reads these from os.environ: build the tracer the service would build from them.
+    tracing = Tracing.from_env(f"linkpulse-{container}")
+    assert tracing.provider is not None and tracing.root_ratio == ratio
+    resource = tracing.provider.resource.attributes
+    assert resource["service.name"] == f"linkpulse-{container}"
+    assert resource["deployment.environment"] == "prod"
+    tracing.provider.shutdown()

@@ -1,4 +1,4 @@
-"""values.yaml, its schema, and the files the chart ships (dashboards)."""
+"""values.yaml and its schema (the dashboards the chart ships: test_dashboards.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
-from tests.chart.conftest import CHART, render_set
+from tests.chart.conftest import CHART
 
 REPO = CHART.parents[1]
 
@@ -120,33 +120,6 @@ def test_defaults_install_bundled_dependencies_and_autoscaling(chart: helm_pytho
     }
     assert values["image"]["tag"] == "" and chart.metadata["appVersion"] == "0.1.0"
     assert chart.metadata["apiVersion"] == "v2"
-
-
-def _metric_names_in_code() -> set[str]:
-    names = set()
-    for path in (REPO / "services").glob("*/src/**/*.py"):
-        names |= set(re.findall(r"(?:Counter|Gauge|Histogram)\(\s*\"(linkpulse_[a-z_]+)\"", path.read_text()))
-    return names
-
-
-def test_dashboards_config_map_ships_valid_dashboards_of_real_metrics() -> None:
-    out = render_set("everything")
-    config_map = out.get("ConfigMap", "linkpulse-dashboards")
-    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
-    files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
-    assert files and sorted(config_map["data"]) == files
-    known = _metric_names_in_code()
-    assert known, "no prometheus_client metrics found in services/*/src"
-    for name, text in config_map["data"].items():
-        dashboard = json.loads(text)
-        assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
-        exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-        assert exprs, name
-        used = {
-            re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"linkpulse_[a-z_]+", e)
-        }
-        assert used and used <= known, f"{name} uses metrics no service exports: {sorted(used - known)}"
-    assert render_set("defaults").find("ConfigMap", "linkpulse-dashboards") is None
 
 
 def test_chart_readme_documents_install_upgrade_and_uninstall() -> None:

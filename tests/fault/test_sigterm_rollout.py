@@ -89,4 +89,4 @@ async def test_sigterm_rollout_of_ingest_and_redirect_under_load_loses_no_click(
     await fault_stack.settle(new_url, codes, result, label="sigterm rollout", started=started)
     assert ingest_exit < GRACE and redirect_exit < GRACE
     # The old ingest acked every message it had fetched: nothing waited out an ack wait to be redelivered.
-    assert await fault_stack.redeliveries() == 0
+    assert await fault_stack.redeliveries() == 0, old_ingest.log_tail()

@@ -256,6 +256,24 @@ hook Secret <fullname>-setup, which exists before the release's own objects.
 {{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_REDIS_TTL" "value" $r.ttl) -}}
 {{- end -}}
 
+{{/*
+OpenTelemetry variables of a service container (docs/tracing.md): its service name always, the exporter
+endpoint and sampling only when tracing.otlpEndpoint is set. (dict "ctx" $ "env" $plain "refs" $refs "component" c)
+*/}}
+{{- define "linkpulse.env.tracing" -}}
+{{- $t := .ctx.Values.tracing -}}
+{{- $_ := set .env "OTEL_SERVICE_NAME" (printf "linkpulse-%s" .component) -}}
+{{- if $t.otlpEndpoint -}}
+{{- $_ := set .env "OTEL_EXPORTER_OTLP_ENDPOINT" (toString $t.otlpEndpoint) -}}
+{{- $_ := set .env "OTEL_EXPORTER_OTLP_PROTOCOL" "http/protobuf" -}}
+{{- include "linkpulse.env.opt" (dict "env" .env "name" "OTEL_TRACES_SAMPLER_ARG" "value" (index $t.sampleRatio .component)) -}}
+{{- with $t.resourceAttributes -}}{{- $_ := set $.env "OTEL_RESOURCE_ATTRIBUTES" (toString .) -}}{{- end -}}
+{{- if $t.headersSecret.name -}}
+{{- $_ := set .refs "OTEL_EXPORTER_OTLP_HEADERS" (dict "name" $t.headersSecret.name "key" $t.headersSecret.key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "linkpulse.env.http" -}}
 {{- $_ := set .env "LINKPULSE_HTTP_HOST" (toString .ctx.Values.bindAddress) -}}
 {{- $_ := set .env "LINKPULSE_HTTP_PORT" (include "linkpulse.num" .svc.port) -}}
@@ -363,7 +381,11 @@ ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|
 {{- with $own -}}{{- $_ := set $plain "LINKPULSE_ADMIN_OWN_HOSTS" (join "," .) -}}{{- end -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_MAX_BODY_BYTES" "value" $s.maxBodyBytes) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_RELAY_INTERVAL" "value" $s.relayInterval) -}}
-{{- else if or (eq $c "streams") (eq $c "setup") -}}
+{{- end -}}
+{{- if has $c (list "redirect" "ingest" "admin") -}}
+{{- include "linkpulse.env.tracing" (dict "ctx" $ctx "env" $plain "refs" $refs "component" $c) -}}
+{{- end -}}
+{{- if or (eq $c "streams") (eq $c "setup") -}}
 {{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
 {{- end -}}
 {{- toYaml (dict "plain" $plain "refs" $refs) -}}

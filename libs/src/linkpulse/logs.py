@@ -6,8 +6,23 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["configure_logging"]
+__all__ = ["add_trace_ids", "configure_logging"]
+
+
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Add `trace_id` and `span_id` (hex, as trace views show them) while a sampled span is current.
+
+    A span that is valid but not sampled (an ingest batch the ratio left out) is not exported: its ids would
+    send whoever reads the line looking for a trace that does not exist.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid and context.trace_flags.sampled:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
 
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
@@ -21,6 +36,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     from linkpulse.localstack.stack import Stack
+    from linkpulse.telemetry import tracing_summary
 
     stack = Stack(args.dir, os.environ, redirect_port=args.redirect_port, admin_port=args.admin_port,
                   ingest_port=args.ingest_port, quiet_services=True)  # fmt: skip
@@ -82,6 +83,7 @@ def _up(args: argparse.Namespace) -> int:
         f"  nats      {info.nats_url}\n"
         f"  redis     {info.redis_url}\n"
         f"  postgres  {info.database_url}\n"
+        f"  traces    {tracing_summary(stack.environ)}\n"
         f"  logs      {stack.logs}/\n"
         f"  state     {stack.root / 'stack.json'}\n\n"
         "Try it:\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
 from linkpulse.settings import DatabaseSettings
@@ -10,11 +12,16 @@ __all__ = ["create_pool"]
 
 
 async def create_pool(
-    settings: DatabaseSettings, *, min_size: int | None = None, max_size: int | None = None
+    settings: DatabaseSettings,
+    *,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     """Open a pool; `min_size=0` lets a service start while Postgres is still down.
 
     `max_size` raises the setting's bound where a service knows it needs more (one per shard loop).
+    `init` runs on each new connection (e.g. `linkpulse.db.metrics.time_queries`).
     """
     return await asyncpg.create_pool(
         dsn=settings.url,
@@ -23,4 +30,5 @@ async def create_pool(
         command_timeout=settings.command_timeout,
         # Statements are few and fixed; a larger cache saves a round trip of parsing per query.
         statement_cache_size=256,
+        init=init,
     )

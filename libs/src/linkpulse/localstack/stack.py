@@ -58,7 +58,19 @@ class Stack:
     """The local system in one folder: data under `data/`, logs under `logs/`, state in `stack.json`."""
 
     def __init__(self, root: Path, environ: Mapping[str, str], *, redirect_port: int = 8000,
-                 admin_port: int = 8001, ingest_port: int = 9100, quiet_services: bool = True) -> None:  # fmt: skip
+                 admin_port: int = 8001, ingest_port: int = 9100, quiet_services: bool = True,
+                 services: tuple[str, ...] = SERVICES,
+                 service_environ: Mapping[str, Mapping[str, str]] | None = None) -> None:  # fmt: skip
+        """Prepare a stack in `root`.
+
+        `services` names the services `start` runs (the bench starts some later); `service_environ` adds
+        variables to one service's environment only (`{"redirect": {"LINKPULSE_HTTP_WORKERS": "2"}}`).
+        """
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(SERVICES)}")
+        self.start_with = services
+        self.service_environ = {name: dict(env) for name, env in (service_environ or {}).items()}
         self.root = root.resolve()
         self.environ = dict(environ)
         self.redirect_port = _port_or_free(redirect_port)
@@ -159,7 +171,8 @@ class Stack:
             urls["database"] = self.servers["postgres"].url
         return urls
 
-    def _start_services(self, admin_key: str) -> None:
+    def service_envs(self, admin_key: str) -> dict[str, dict[str, str]]:
+        """Each service's environment: the caller's (so `OTEL_*` and `LINKPULSE_*` pass through) plus the stack's."""
         assert self.info is not None
         base = {
             **self.environ,
@@ -174,13 +187,44 @@ class Stack:
                       "LINKPULSE_ADMIN_PUBLIC_URL": self.info.redirect_url},
             "ingest": {**base, "LINKPULSE_INGEST_METRICS_PORT": str(self.ingest_port)},
         }  # fmt: skip
-        for name in ("ingest", "admin", "redirect"):
-            log_path = self.logs / f"{name}.log" if self.quiet_services else None
-            argv = [sys.executable, "-m", f"linkpulse.{name}"]
-            self.services[name] = ManagedProcess(name, argv, log_path=log_path, env=envs[name]).start()
+        for name, env in envs.items():
+            # One service name for three processes would merge them in every trace view.
+            env["OTEL_SERVICE_NAME"] = f"linkpulse-{name}"
+            env.update(self.service_environ.get(name, {}))
+        return envs
+
+    def _start_services(self, admin_key: str) -> None:
+        names = [name for name in ("ingest", "admin", "redirect") if name in self.start_with]
+        for name in names:
+            self._spawn(name, admin_key)
+        for name in names:
+            self._wait_service_ready(name)
+
+    def start_service(self, name: str) -> None:
+        """Start one service of a started stack (again, if it was stopped) and wait until it is ready."""
+        assert self.info is not None, "start the stack first"
+        self._spawn(name, self.info.admin_key)
+        self._wait_service_ready(name)
+        self.info.pids[name] = self._pid(name)
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (SIGTERM: it drains as in a rollout); the servers and the others stay up."""
+        proc = self.services.pop(name, None)
+        if proc is not None:
+            proc.stop()
+        if self.info is not None:
+            self.info.pids[name] = None
+
+    def _spawn(self, name: str, admin_key: str) -> None:
+        log_path = self.logs / f"{name}.log" if self.quiet_services else None
+        argv = [sys.executable, "-m", f"linkpulse.{name}"]
+        env = self.service_envs(admin_key)[name]
+        self.services[name] = ManagedProcess(name, argv, log_path=log_path, env=env).start()
+
+    def _wait_service_ready(self, name: str) -> None:
         # The same readiness the chart's probes use: ingest is ready once every shard's consumer is bound.
-        for name, port in (("ingest", self.ingest_port), ("admin", self.admin_port), ("redirect", self.redirect_port)):
-            self.services[name].wait_ready(lambda p=port: _http_ready(p), SERVICE_START_TIMEOUT)
+        port = {"ingest": self.ingest_port, "admin": self.admin_port, "redirect": self.redirect_port}[name]
+        self.services[name].wait_ready(lambda: _http_ready(port), SERVICE_START_TIMEOUT)
 
     def _stored_admin_key(self) -> str:
         # Kept in the state folder so the key survives a restart; readable by this user only.

@@ -20,7 +20,9 @@ from linkpulse.settings import ClicksSettings
 
 __all__ = [
     "CLICKS_STREAM",
+    "CLICKS_SUBJECTS",
     "LINKS_STREAM",
+    "LINKS_SUBJECTS",
     "click_subject",
     "clicks_stream",
     "consumer_is_pulling",
@@ -34,6 +36,8 @@ __all__ = [
 
 CLICKS_STREAM = "CLICKS"
 LINKS_STREAM = "LINKS"
+CLICKS_SUBJECTS = "clicks.*"
+LINKS_SUBJECTS = "links.*"
 
 # Ingest batches finish in well under a second; the default ack wait (ClicksSettings.ack_wait, 60 s)
 # covers a slow Postgres, and long batches call in_progress() anyway. Redelivery before the batch
@@ -62,7 +66,7 @@ def clicks_stream(settings: ClicksSettings) -> StreamConfig:
     """CLICKS: file storage, 2 min duplicate window, `discard: new` so overflow is an error, not a loss."""
     return StreamConfig(
         name=CLICKS_STREAM,
-        subjects=["clicks.*"],
+        subjects=[CLICKS_SUBJECTS],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.NEW,
@@ -77,7 +81,7 @@ def links_stream(settings: ClicksSettings) -> StreamConfig:
     """LINKS: keeps every change (audit and replay); one per-subject history is plenty for caches."""
     return StreamConfig(
         name=LINKS_STREAM,
-        subjects=["links.*"],
+        subjects=[LINKS_SUBJECTS],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

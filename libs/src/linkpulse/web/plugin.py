@@ -1,4 +1,4 @@
-"""ServicePlugin: /healthz, /readyz, /metrics and JSON errors for every Litestar service."""
+"""ServicePlugin: /healthz, /readyz, /metrics, request metrics and JSON errors for every Litestar service."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from linkpulse.web.request_metrics import instrument
 
 __all__ = ["LivenessCheck", "ReadinessCheck", "ServicePlugin", "error_response"]
 
@@ -80,10 +82,12 @@ def metrics() -> Response[bytes]:
 
 
 class ServicePlugin(InitPluginProtocol):
-    """Adds the operational endpoints and the error shape; each service passes its own routes."""
+    """Adds the operational endpoints, request metrics and the error shape; each service passes its own routes."""
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.extend([healthz, readyz, metrics])
+        # The app's ASGI handler exists only once the app is built, so it is wrapped at startup.
+        app_config.on_startup.append(instrument)
         app_config.exception_handlers.setdefault(HTTPException, _http_error)
         app_config.exception_handlers.setdefault(Exception, _unexpected)
         return app_config

@@ -8,6 +8,7 @@ import sys
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.logs import configure_logging
 from linkpulse.settings import SettingsError
+from linkpulse.telemetry import check_tracing_env
 from linkpulse.web.server import serve
 
 
@@ -15,7 +16,8 @@ def main() -> None:
     """Serve until SIGTERM; uvicorn's workers build the app again from the environment."""
     try:
         settings = AdminSettings.from_env(os.environ)
-    except SettingsError as exc:
+        check_tracing_env()
+    except (SettingsError, ValueError) as exc:
         sys.exit(f"linkpulse-admin: {exc}")
     configure_logging(settings.http.log_level)
     serve("linkpulse.admin.app:create_app", settings.http)

@@ -15,27 +15,30 @@ from linkpulse.admin.api import validation_error_handler
 from linkpulse.admin.keys.controller import KeyController
 from linkpulse.admin.links.bulk_controller import LinkBulkController
 from linkpulse.admin.links.controller import LinkController
-from linkpulse.admin.resources import database, database_ready, messaging, outbox_relay, redis_client
+from linkpulse.admin.resources import database, database_ready, messaging, outbox_relay, redis_client, traced
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.admin.stats.controller import StatsController
+from linkpulse.telemetry import Tracing
 from linkpulse.web import ServicePlugin
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: AdminSettings | None = None) -> Litestar:
-    """Build the admin API; settings come from the environment unless given (tests pass them)."""
+def create_app(settings: AdminSettings | None = None, tracing: Tracing | None = None) -> Litestar:
+    """Build the admin API; settings and tracing come from the environment unless given (tests pass them)."""
     settings = settings or AdminSettings.from_env(os.environ)
+    tracing = tracing if tracing is not None else Tracing.from_env("linkpulse-admin")
     return Litestar(
         route_handlers=[LinkController, LinkBulkController, StatsController, KeyController],
         # Entered in order and left in reverse: NATS drains before the pool closes.
         lifespan=[
             partial(database, settings),
             partial(redis_client, settings),
+            partial(traced, tracing),
             partial(messaging, settings),
             partial(outbox_relay, settings),  # needs all three; stops first
         ],
-        plugins=[ServicePlugin()],
+        plugins=[ServicePlugin(), *tracing.server_plugins()],
         state=State({"settings": settings, "readiness": database_ready}),
         exception_handlers={ValidationException: validation_error_handler},
         request_max_body_size=settings.admin.max_body_bytes,

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from linkpulse.events import DecodeError, decode_link_changed
 from linkpulse.links import LinkRecord, encode_record, redis_key
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
@@ -75,6 +76,14 @@ def link_record(row: Mapping[str, Any]) -> LinkRecord:
         forward_query=row["forward_query"],
         version=row["version"],
     )
+
+
+def _traceparent(payload: bytes) -> str:
+    """The trace context stored with an outbox event (the request that made the change), or ""."""
+    try:
+        return decode_link_changed(payload).traceparent
+    except DecodeError:
+        return ""  # the payload goes out as stored all the same; only its trace is lost
 
 
 class RecordWriter:
@@ -172,10 +181,11 @@ class OutboxRelay:
                     # Redis still holds the old record: an event now would make redirect pods evict
                     # and cache that old record again. Retry Redis next pass.
                     continue
+                payload = bytes(event["payload"])
                 try:
                     ack = await publish_with_id(
-                        self._js, link_subject(event["code"]), bytes(event["payload"]), event_id,
-                        timeout=PUBLISH_TIMEOUT,
+                        self._js, link_subject(event["code"]), payload, event_id,
+                        timeout=PUBLISH_TIMEOUT, traceparent=_traceparent(payload),
                     )  # fmt: skip
                 except (nats.errors.Error, TimeoutError) as exc:
                     # NATS is away: the rest would time out too; this row and the rest wait for the next pass.

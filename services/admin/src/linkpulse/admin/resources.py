@@ -13,10 +13,12 @@ from redis.asyncio import Redis
 from linkpulse.admin.auth import ensure_bootstrap_key
 from linkpulse.admin.outbox import OutboxRelay, RecordWriter
 from linkpulse.admin.settings import AdminSettings
+from linkpulse.db.metrics import time_queries
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
+from linkpulse.telemetry import Tracing
 
-__all__ = ["database", "database_ready", "messaging", "outbox_relay", "redis_client"]
+__all__ = ["database", "database_ready", "messaging", "outbox_relay", "redis_client", "traced"]
 
 _READY_TIMEOUT = 2.0
 _REDIS_TIMEOUT_FLOOR = 1.0
@@ -27,7 +29,8 @@ _RELAY_STOP_TIMEOUT = 5.0
 @asynccontextmanager
 async def database(settings: AdminSettings, app: Litestar) -> AsyncIterator[None]:
     """`app.state.db`: the asyncpg pool; the bootstrap admin key is upserted once it is open."""
-    pool = await create_pool(settings.database)
+    # Every statement is timed: the admin API does few enough that asyncpg's query logger costs nothing.
+    pool = await create_pool(settings.database, init=time_queries("admin_query"))
     try:
         await ensure_bootstrap_key(pool, settings.admin)
         app.state.db = pool
@@ -48,6 +51,17 @@ async def redis_client(settings: AdminSettings, app: Litestar) -> AsyncIterator[
         yield
     finally:
         await client.aclose()
+
+
+@asynccontextmanager
+async def traced(tracing: Tracing, app: Litestar) -> AsyncIterator[None]:
+    """Redis and asyncpg client spans while the app runs (nothing when tracing is off); flushed at shutdown."""
+    tracing.instrument_redis(app.state.redis)
+    try:
+        with tracing.asyncpg_spans():
+            yield
+    finally:
+        await tracing.flush()
 
 
 @asynccontextmanager

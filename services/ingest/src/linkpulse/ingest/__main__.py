@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 
 from linkpulse.ingest.health import create_app, health_server
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.worker import IngestWorker
 from linkpulse.logs import configure_logging
+from linkpulse.telemetry import Tracing, check_tracing_env
 
 __all__ = ["main"]
 
@@ -22,7 +24,7 @@ async def _serve(settings: IngestSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = IngestWorker(settings)
+    worker = IngestWorker(settings, Tracing.from_env("linkpulse-ingest"))
     if settings.ingest.metrics_port <= 0:
         await worker.run(stop)
         return
@@ -42,6 +44,10 @@ async def _serve(settings: IngestSettings) -> None:
 def main() -> None:
     """Entry point of the ingest process."""
     settings = IngestSettings.from_env(os.environ)
+    try:
+        check_tracing_env()
+    except ValueError as exc:
+        sys.exit(f"linkpulse-ingest: {exc}")
     configure_logging(settings.ingest.log_level)
     try:
         import uvloop

@@ -71,6 +71,8 @@ class PreparedBatch:
     """A fetched batch ready for one transaction; every message in it is acked after the commit."""
 
     items: list[MessageRows] = field(default_factory=list)
+    traceparents: list[str] = field(default_factory=list)
+    """Trace contexts the clicks carry (only traced ones have one): the batch span links to them."""
 
     @property
     def messages(self) -> list[Msg]:
@@ -143,4 +145,5 @@ def prepare(msgs: list[Msg]) -> PreparedBatch:
             batch.items.append(MessageRows(msg, [], dead_letter(msg, f"{type(exc).__name__}: {exc}")))
         else:
             batch.items.append(MessageRows(msg, rows, None))
+            batch.traceparents.extend(event.traceparent for event in envelope.events if event.traceparent)
     return batch

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import asyncpg
 
 from linkpulse.db.errors import is_data_error
+from linkpulse.db.metrics import OperationTimer
 from linkpulse.ingest.batch import ClickRow, DeadLetter
 
 __all__ = ["StoreResult", "ensure_partitions", "store_batch", "write_batch"]
@@ -57,6 +58,9 @@ ON CONFLICT (stream, stream_seq) DO NOTHING
 """
 
 
+_STORE_TIMER = OperationTimer("store_batch")
+
+
 class StoreResult(NamedTuple):
     """Counts of one stored batch."""
 
@@ -72,16 +76,18 @@ async def store_batch(
     pool: asyncpg.Pool, rows: Sequence[ClickRow], dead_letters: Sequence[DeadLetter], *, timeout: float
 ) -> StoreResult:
     """Store a batch in one transaction; `timeout` bounds getting a connection while Postgres is down."""
-    async with pool.acquire(timeout=timeout) as conn:
-        try:
-            async with conn.transaction():
-                return await write_batch(conn, rows, dead_letters)
-        except BaseException as exc:
-            if not is_data_error(exc):
-                # After a lost session asyncpg may hand the same broken connection out again
-                # ("another operation is in progress"); closing it makes the pool open a fresh one.
-                conn.terminate()
-            raise
+    # Timed from the wait for a connection to the commit: what a batch waits on Postgres.
+    with _STORE_TIMER.time():
+        async with pool.acquire(timeout=timeout) as conn:
+            try:
+                async with conn.transaction():
+                    return await write_batch(conn, rows, dead_letters)
+            except BaseException as exc:
+                if not is_data_error(exc):
+                    # After a lost session asyncpg may hand the same broken connection out again
+                    # ("another operation is in progress"); closing it makes the pool open a fresh one.
+                    conn.terminate()
+                raise
 
 
 async def write_batch(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
+from itertools import chain
 
 import asyncpg
 import nats.errors
@@ -13,6 +14,9 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
 from structlog.typing import FilteringBoundLogger
 
 from linkpulse.db.errors import is_data_error, is_unavailable
@@ -23,7 +27,9 @@ from linkpulse.ingest.enrich import warm_up
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.store import StoreResult, ensure_partitions, store_batch
 from linkpulse.messaging.connect import connect
-from linkpulse.messaging.streams import CLICKS_STREAM, ingest_consumer, ingest_durable
+from linkpulse.messaging.streams import CLICKS_STREAM, CLICKS_SUBJECTS, click_subject, ingest_consumer, ingest_durable
+from linkpulse.messaging.tracing import batch_links, header_traceparent, messaging_attributes
+from linkpulse.telemetry import Tracing
 
 __all__ = ["IngestWorker"]
 
@@ -40,9 +46,12 @@ PARTITIONS_EVERY = 86400.0
 class IngestWorker:
     """Consumes every shard of CLICKS into Postgres; any number of workers can share the consumers."""
 
-    def __init__(self, settings: IngestSettings) -> None:
+    def __init__(self, settings: IngestSettings, tracing: Tracing | None = None) -> None:
+        """Configure a worker; `tracing` defaults to off (`python -m linkpulse.ingest` passes the OTEL_* one)."""
         self.settings = settings
         self.tuning = settings.ingest
+        self._tracing = tracing or Tracing()
+        self._tracer = self._tracing.tracer("linkpulse.ingest")
         self._pool: asyncpg.Pool | None = None
         self._nc: Client | None = None
         self._stop: asyncio.Event | None = None
@@ -71,23 +80,28 @@ class IngestWorker:
             return
         self._nc = nc
         try:
-            # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
-            # One connection per shard loop, so no batch waits for another shard's commit.
-            self._pool = await create_pool(self.settings.database, min_size=0, max_size=self.settings.clicks.shards + 1)
-            try:
-                js = nc.jetstream()
-                if await self._ensure_consumers(js, stop):
-                    log.info("ingest.started", shards=self.settings.clicks.shards)
-                    async with asyncio.TaskGroup() as tasks:
-                        tasks.create_task(self._maintain_partitions(stop))
-                        for shard in range(self.settings.clicks.shards):
-                            tasks.create_task(self._consume(js, shard, stop))
-            finally:
-                await self._pool.close()
+            with self._tracing.asyncpg_spans():
+                await self._work(nc, stop)
         finally:
             # Drain flushes the acks still buffered in the client before closing.
             await _drain(nc)
+            await self._tracing.flush()
             log.info("ingest.stopped")
+
+    async def _work(self, nc: Client, stop: asyncio.Event) -> None:
+        # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
+        # One connection per shard loop, so no batch waits for another shard's commit.
+        self._pool = await create_pool(self.settings.database, min_size=0, max_size=self.settings.clicks.shards + 1)
+        try:
+            js = nc.jetstream()
+            if await self._ensure_consumers(js, stop):
+                log.info("ingest.started", shards=self.settings.clicks.shards)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._maintain_partitions(stop))
+                    for shard in range(self.settings.clicks.shards):
+                        tasks.create_task(self._consume(js, shard, stop))
+        finally:
+            await self._pool.close()
 
     async def _ensure_consumers(self, js: JetStreamContext, stop: asyncio.Event) -> bool:
         # Only the consumers, never the stream: its limits belong to the streams job / `linkpulse up`.
@@ -139,7 +153,7 @@ class IngestWorker:
                 if not msgs:  # nats-py returns [] when a pull expires on a status message
                     continue
                 metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
-                await self._process(msgs, stop, bound)
+                await self._process(msgs, stop, bound, shard)
         finally:
             self._bound.discard(shard)
             # Unsubscribe before the drain: a pull subscription's leftover status replies (from the
@@ -147,24 +161,25 @@ class IngestWorker:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger) -> bool:
+    async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger, shard: int) -> bool:
         """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
         started = time.perf_counter()
         batch = prepare(msgs)
-        keep_alive = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
-        try:
-            result = await self._store_with_retry(batch, stop, bound)
-        finally:
-            keep_alive.cancel()
+        span = self._batch_span(shard, msgs, batch) if self._tracer is not None else None
+        if span is None:
+            result = await self._store_and_ack(msgs, batch, stop, bound)
+        else:
+            # Current while storing, so the asyncpg spans of this batch's transaction are its children.
+            with trace.use_span(span, end_on_exit=True):
+                result = await self._store_and_ack(msgs, batch, stop, bound)
+                if result is not None:
+                    span.set_attributes({"linkpulse.ingest.inserted": result.inserted,
+                                         "linkpulse.ingest.duplicates": result.duplicates,
+                                         "linkpulse.ingest.dead_letters": result.dead_letters})  # fmt: skip
+                else:
+                    span.set_attribute("linkpulse.ingest.handed_back", True)
         if result is None:
-            # Stopping while Postgres is away: give the messages back now rather than after ack wait.
-            for msg in msgs:
-                await _quietly(msg.nak(delay=self.tuning.retry_delay))
             return False
-        # Ack only after commit: a redelivery is harmless (event ids dedupe), a loss is not.
-        # One ack per message, never ack-all: other pods hold other messages of this consumer.
-        for msg in msgs:
-            await _quietly(msg.ack())
         metrics.EVENTS.labels("inserted").inc(result.inserted)
         metrics.EVENTS.labels("duplicate").inc(result.duplicates)
         metrics.DEAD_LETTERS.inc(result.dead_letters)
@@ -174,6 +189,52 @@ class IngestWorker:
         if result.dead_letters:
             bound.warning("ingest.dead_letters", count=result.dead_letters)
         return True
+
+    async def _store_and_ack(
+        self, msgs: list[Msg], batch: PreparedBatch, stop: asyncio.Event, bound: FilteringBoundLogger
+    ) -> StoreResult | None:
+        """Store, then ack every message; None when the batch was handed back instead (nak)."""
+        keep_alive = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
+        try:
+            result = await self._store_with_retry(batch, stop, bound)
+        finally:
+            keep_alive.cancel()
+        if result is None:
+            # Stopping while Postgres is away: give the messages back now rather than after ack wait.
+            for msg in msgs:
+                await _quietly(msg.nak(delay=self.tuning.retry_delay))
+            return None
+        # Ack only after commit: a redelivery is harmless (event ids dedupe), a loss is not.
+        # One ack per message, never ack-all: other pods hold other messages of this consumer.
+        for msg in msgs:
+            await _quietly(msg.ack())
+        return result
+
+    def _batch_span(self, shard: int, msgs: list[Msg], batch: PreparedBatch) -> Span:
+        """A started `process` span for a fetched batch, linked to every producer context found in it.
+
+        The clicks' own `create` contexts come first (they are what a trace is followed by), then each
+        message's `send` context; past MAX_LINKS they are counted in `linkpulse.links_dropped`.
+        """
+        assert self._tracer is not None
+        traceparents = chain(batch.traceparents, (header_traceparent(msg.headers) for msg in msgs))
+        links, dropped = batch_links(traceparents)
+        attributes = messaging_attributes(
+            "process",
+            click_subject(shard),
+            CLICKS_SUBJECTS,
+            **{
+                "messaging.batch.message_count": len(msgs),
+                "messaging.consumer.group.name": ingest_durable(shard),
+                "linkpulse.shard": shard,
+                "linkpulse.ingest.events": sum(len(item.rows) for item in batch.items),
+                "linkpulse.links_dropped": dropped,
+            },
+        )
+        # A root span: a batch belongs to no single trace; its links lead to each click's.
+        return self._tracer.start_span(
+            f"process {CLICKS_SUBJECTS}", context=Context(), kind=SpanKind.CONSUMER, links=links, attributes=attributes
+        )
 
     async def _store_with_retry(
         self, batch: PreparedBatch, stop: asyncio.Event, bound: FilteringBoundLogger

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from linkpulse.logs import configure_logging
 from linkpulse.redirect.settings import RedirectSettings
+from linkpulse.telemetry import check_tracing_env
 from linkpulse.web.server import serve
 
 
 def main() -> None:
     settings = RedirectSettings.from_env(os.environ)
+    try:
+        check_tracing_env()
+    except ValueError as exc:
+        sys.exit(f"linkpulse-redirect: {exc}")
     configure_logging(settings.http.log_level)
     serve("linkpulse.redirect.app:create_app", settings.http)
 

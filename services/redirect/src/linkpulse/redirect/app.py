@@ -25,7 +25,9 @@ from linkpulse.redirect.readiness import ready
 from linkpulse.redirect.routes import redirect
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.spill import SpillFile
+from linkpulse.redirect.tracing import ClickTracing
 from linkpulse.redirect.visitor import TrustedProxies
+from linkpulse.telemetry import Tracing
 from linkpulse.web import ServicePlugin
 
 __all__ = ["create_app"]
@@ -36,9 +38,13 @@ log = structlog.get_logger(__name__)
 NATS_CLOSE_TIMEOUT = 5.0
 
 
-def create_app(settings: RedirectSettings | None = None) -> Litestar:
-    """Build the app; settings come from the environment unless given (tests pass their own)."""
+def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None = None) -> Litestar:
+    """Build the app; settings and tracing come from the environment unless given (tests pass their own)."""
     settings = settings or RedirectSettings.from_env(os.environ)
+    tracing = tracing if tracing is not None else Tracing.from_env("linkpulse-redirect")
+    tracer = tracing.tracer("linkpulse.redirect")
+    # None while tracing is off: the request path then skips every span call.
+    click_tracing = ClickTracing(tracer, settings.clicks.shards) if tracer is not None else None
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
@@ -46,10 +52,11 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
                           settings.cache.negative_max_entries, settings.cache.negative_ttl)  # fmt: skip
         redis = aioredis.Redis.from_url(settings.redis.url, socket_timeout=settings.redis.timeout,
                                         socket_connect_timeout=settings.redis.timeout)  # fmt: skip
+        tracing.instrument_redis(redis)
         # min_size=0: the service starts (and serves from Redis) while Postgres is still down.
         pool = await create_pool(settings.database, min_size=0)
         publisher = ClickPublisher(None, settings.publisher, settings.clicks.shards,
-                                   SpillFile(Path(settings.publisher.spill_dir)))  # fmt: skip
+                                   SpillFile(Path(settings.publisher.spill_dir)), tracing=click_tracing)  # fmt: skip
         invalidators: list[CacheInvalidator] = []
         clients: list[Client] = []
 
@@ -63,7 +70,7 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
             nc = await connect(settings.nats, "linkpulse-redirect", on_reconnect=reconnected)
             clients.append(nc)
             publisher.attach(nc)
-            invalidator = CacheInvalidator(nc.jetstream(), cache)
+            invalidator = CacheInvalidator(nc.jetstream(), cache, tracer)
             while True:
                 try:
                     await invalidator.start()
@@ -81,6 +88,7 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
             lookup=LinkLookup(cache, redis, pool, settings.redis.ttl),
             budget=ClickBudget(pool, settings.cache.click_count_refresh),
             publisher=publisher,
+            click_tracing=click_tracing,
             proxies=TrustedProxies(settings.proxy.trusted),
             country_header=settings.proxy.country_header.lower(),
             anonymize_ip=settings.proxy.anonymize_ip,
@@ -97,7 +105,8 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
         if not connecting.done():
             log.warning("nats.unreachable_at_start", url=settings.nats.url, serving=True)
         try:
-            yield
+            with tracing.asyncpg_spans():
+                yield
         finally:
             # Publisher first: its drain needs NATS; then NATS drains; then the stores close.
             if not connecting.done():
@@ -112,8 +121,14 @@ def create_app(settings: RedirectSettings | None = None) -> Litestar:
                 await _close_nats(nc)
             await pool.close()
             await redis.aclose()
+            await tracing.flush()
 
-    return Litestar(route_handlers=[redirect], lifespan=[resources], plugins=[ServicePlugin()], openapi_config=None)
+    return Litestar(
+        route_handlers=[redirect],
+        lifespan=[resources],
+        plugins=[ServicePlugin(), *tracing.server_plugins()],
+        openapi_config=None,
+    )
 
 
 async def _close_nats(nc: Client) -> None:

@@ -6,10 +6,12 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+from opentelemetry.trace import Span, SpanKind, Tracer
 from prometheus_client import Counter
 
 from linkpulse.events import DecodeError, decode_link_changed
-from linkpulse.messaging.streams import LINKS_STREAM
+from linkpulse.messaging.streams import LINKS_STREAM, LINKS_SUBJECTS
+from linkpulse.messaging.tracing import context_from, header_traceparent, messaging_attributes
 from linkpulse.redirect.cache import LinkCache
 
 __all__ = ["CacheInvalidator"]
@@ -21,16 +23,21 @@ INVALIDATIONS = Counter("linkpulse_redirect_invalidations", "Cache evictions cau
 class CacheInvalidator:
     """An ordered push consumer per process: no durable state, so each pod sees every change."""
 
-    def __init__(self, js: JetStreamContext, cache: LinkCache) -> None:
+    def __init__(self, js: JetStreamContext, cache: LinkCache, tracer: Tracer | None = None) -> None:
         self._js = js
         self._cache = cache
+        self._tracer = tracer
         self._sub: JetStreamContext.PushSubscription | None = None
 
     async def start(self) -> None:
         # Ordered consumers detect gaps and recreate themselves; a gap can hide a change, so the
         # reconnect hook below also drops the whole cache.
         self._sub = await self._js.subscribe(
-            "links.*", stream=LINKS_STREAM, deliver_policy=DeliverPolicy.NEW, ordered_consumer=True, cb=self._on_msg
+            LINKS_SUBJECTS,
+            stream=LINKS_STREAM,
+            deliver_policy=DeliverPolicy.NEW,
+            ordered_consumer=True,
+            cb=self._on_msg,
         )
 
     async def stop(self) -> None:
@@ -44,6 +51,7 @@ class CacheInvalidator:
         log.info("cache.cleared", reason="nats reconnect")
 
     async def _on_msg(self, msg: Msg) -> None:
+        traceparent = ""
         try:
             event = decode_link_changed(msg.data)
         except DecodeError:
@@ -51,6 +59,21 @@ class CacheInvalidator:
             code, version = msg.subject.removeprefix("links."), None
             log.warning("invalidation.undecodable", subject=msg.subject)
         else:
-            code, version = event.code, event.version
+            code, version, traceparent = event.code, event.version, event.traceparent
+        span = self._span(msg, traceparent, code) if self._tracer is not None else None
         self._cache.evict(code, version)
         INVALIDATIONS.inc()
+        if span is not None:
+            span.end()
+
+    def _span(self, msg: Msg, event_traceparent: str, code: str) -> Span | None:
+        """A `process` span in the admin change's trace when that change was traced; else None."""
+        # The header names the publish; the event's own field is there too (the relay republishes it as stored).
+        parent = context_from(header_traceparent(msg.headers)) or context_from(event_traceparent)
+        if parent is None:
+            return None
+        assert self._tracer is not None
+        attributes = messaging_attributes("process", msg.subject, LINKS_SUBJECTS, **{"linkpulse.link.code": code})
+        return self._tracer.start_span(
+            f"process {LINKS_SUBJECTS}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        )

@@ -8,22 +8,39 @@ import time
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
 from linkpulse.db.errors import UNAVAILABLE
+from linkpulse.db.metrics import OperationTimer
 from linkpulse.links import LinkRecord, decode_record, encode_record, redis_key
 from linkpulse.redirect.cache import MISS, LinkCache
 
-__all__ = ["LOOKUPS", "LinkLookup", "LookupUnavailable"]
+__all__ = ["LOOKUPS", "REDIS_SECONDS", "LinkLookup", "LookupUnavailable"]
 
 log = structlog.get_logger(__name__)
 
-LOOKUPS = Counter("linkpulse_redirect_lookups", "Link lookups answered, by the tier that answered", ["tier"])
+LOOKUPS = Counter(
+    "linkpulse_redirect_lookups",
+    "Link lookups answered, by the tier that answered: local (process cache), redis, db, or coalesced "
+    "(a concurrent miss for the same code that waited on another request's Redis or Postgres read).",
+    ["tier"],
+)
 _LOCAL = LOOKUPS.labels("local")
 _REDIS = LOOKUPS.labels("redis")
 _DB = LOOKUPS.labels("db")
+_COALESCED = LOOKUPS.labels("coalesced")
 _REDIS_ERRORS = Counter("linkpulse_redirect_redis_errors", "Redis calls that failed; the lookup fell through")
+_DB_TIMER = OperationTimer("link_lookup")
+REDIS_SECONDS = Histogram(
+    "linkpulse_redis_operation_duration_seconds",
+    "Seconds a Redis call of the lookup chain took, by operation (link_get on a miss, link_fill after a "
+    "Postgres read) and outcome (ok, error).",
+    ["operation", "outcome"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+_REDIS_GET_TIMER = OperationTimer("link_get", REDIS_SECONDS)
+_REDIS_FILL_TIMER = OperationTimer("link_fill", REDIS_SECONDS)
 
 # After a Redis failure, skip it this long: a dead Redis must not add its timeout to every miss.
 REDIS_BACKOFF = 2.0
@@ -59,7 +76,9 @@ class LinkLookup:
             return cached  # type: ignore[return-value]
         pending = self._inflight.get(code)
         if pending is not None:
-            return await asyncio.shield(pending)
+            record = await asyncio.shield(pending)
+            _COALESCED.inc()
+            return record
         future: asyncio.Future[LinkRecord | None] = asyncio.get_running_loop().create_future()
         self._inflight[code] = future
         try:
@@ -82,7 +101,8 @@ class LinkLookup:
             self._remember(code, record, generation)
             return record
         try:
-            row = await self._pool.fetchrow(_SELECT, code)
+            with _DB_TIMER.time():
+                row = await self._pool.fetchrow(_SELECT, code)
         except UNAVAILABLE as exc:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
         _DB.inc()
@@ -102,7 +122,8 @@ class LinkLookup:
         if time.monotonic() < self._redis_down_until:
             return None
         try:
-            data = await self._redis.get(redis_key(code))
+            with _REDIS_GET_TIMER.time():
+                data = await self._redis.get(redis_key(code))
         except (TimeoutError, RedisError, OSError) as exc:
             self._redis_failed(exc)
             return None
@@ -113,7 +134,8 @@ class LinkLookup:
             return
         try:
             # NX: admin writes through with a plain SET, so a newer version it wrote meanwhile wins.
-            await self._redis.set(redis_key(record.code), encode_record(record), ex=self._redis_ttl, nx=True)
+            with _REDIS_FILL_TIMER.time():
+                await self._redis.set(redis_key(record.code), encode_record(record), ex=self._redis_ttl, nx=True)
         except (TimeoutError, RedisError, OSError) as exc:
             self._redis_failed(exc)
 

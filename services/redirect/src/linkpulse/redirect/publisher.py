@@ -24,14 +24,17 @@ import structlog
 from nats.aio.client import Client
 from nats.errors import OutboundBufferLimitError
 from nats.js import JetStreamContext
+from opentelemetry.trace import StatusCode
 from prometheus_client import Counter, Gauge
 
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id, shard_for
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import click_subject
+from linkpulse.messaging.tracing import traceparent_of
 from linkpulse.redirect.settings import PublisherSettings
 from linkpulse.redirect.spill import SpillFile
+from linkpulse.redirect.tracing import ClickTracing
 
 __all__ = ["ClickPublisher"]
 
@@ -75,9 +78,11 @@ class ClickPublisher:
         spill: SpillFile,
         *,
         nc: Client | None = None,
+        tracing: ClickTracing | None = None,
     ) -> None:
         self._js = js
         self._nc = nc
+        self._tracing = tracing
         self._settings = settings
         self._shards = shards
         self._spill = spill
@@ -209,8 +214,21 @@ class ClickPublisher:
     async def _send(self, shard: int, envelope: ClickBatch) -> bool:
         """Publish until acked or `give_up_after` (or the drain deadline) passes; every attempt reuses the id.
 
-        While disconnected it waits for the connection instead of feeding nats-py's pending buffer.
+        While disconnected it waits for the connection instead of feeding nats-py's pending buffer. An
+        envelope carrying a traced click gets a `send` span, whose traceparent goes in the message header.
         """
+        span = self._tracing.send_span(shard, envelope) if self._tracing is not None else None
+        if span is None:
+            return await self._deliver(shard, envelope, "")
+        try:
+            acked = await self._deliver(shard, envelope, traceparent_of(span))
+            if not acked:
+                span.set_status(StatusCode.ERROR, "not acknowledged in time: spilled")
+            return acked
+        finally:
+            span.end()
+
+    async def _deliver(self, shard: int, envelope: ClickBatch, traceparent: str) -> bool:
         payload = encode(envelope)
         subject = click_subject(shard)
         give_up = time.monotonic() + self._settings.give_up_after
@@ -229,7 +247,8 @@ class ClickPublisher:
             try:
                 # nats-py's request has its own timeout, but a full pending buffer can stall before it.
                 await asyncio.wait_for(
-                    publish_with_id(js, subject, payload, envelope.id, timeout=timeout), timeout + 0.5
+                    publish_with_id(js, subject, payload, envelope.id, timeout=timeout, traceparent=traceparent),
+                    timeout + 0.5,
                 )
                 PUBLISHED.inc(len(envelope.events))
                 return True

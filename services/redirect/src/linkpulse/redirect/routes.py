@@ -9,7 +9,6 @@ from urllib.parse import quote
 from litestar import Request, Response, route
 from litestar.datastructures import State
 from litestar.params import FromPath
-from prometheus_client import Counter
 
 from linkpulse.events import ClickEvent
 from linkpulse.ids import new_event_id
@@ -20,15 +19,12 @@ from linkpulse.validation import CODE_PATTERN
 
 __all__ = ["redirect"]
 
-REQUESTS = Counter("linkpulse_redirect_requests", "Redirect requests answered, by status", ["status"])
-_ANSWERED = {s: REQUESTS.labels(str(s)) for s in (301, 302, 307, 308, 404, 410, 503)}
 _CACHE_CONTROL = "private, max-age=90"
 # Printable ASCII goes out as stored (`%0d%0a` stays three characters each, never a line break).
 _URI_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
 
 def _plain(status: int, detail: str) -> Response[dict[str, Any]]:
-    _ANSWERED[status].inc()
     return Response({"status": status, "detail": detail}, status_code=status)
 
 
@@ -62,9 +58,11 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
         proxies = state.proxies
         ip = proxies.client_ip(peer, headers.get("x-forwarded-for"))
         country = headers.get(state.country_header, "") if proxies.trusts(peer) else ""
+        event_id = new_event_id()
+        tracing = state.click_tracing
         state.publisher.submit(
             ClickEvent(
-                id=new_event_id(),
+                id=event_id,
                 code=code,
                 link_id=link.id,
                 ts=now_ms,
@@ -73,13 +71,13 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
                 referrer=headers.get("referer", "")[:1024],
                 lang=first_language(headers.get("accept-language", "")),
                 country=country[:2].upper(),
+                traceparent=tracing.click(code, event_id) if tracing is not None else "",
             )
         )
     if not location.isascii():
         # A header is bytes: a path like /straße or /日本 goes out as its UTF-8 percent-encoding, as
         # browsers send it, not as latin-1 bytes (or a failure to encode them).
         location = quote(location, safe=_URI_SAFE)
-    _ANSWERED[link.redirect_type].inc()
     return Response(
         content=None,
         status_code=link.redirect_type,

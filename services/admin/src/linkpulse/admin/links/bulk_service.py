@@ -229,7 +229,14 @@ class LinkBulkService:
             chunk = events[start : start + _SLICE]
             results = await asyncio.gather(
                 *(
-                    publish_with_id(self._js, link_subject(e.code), encode(e), e.id, timeout=_PUBLISH_TIMEOUT)
+                    publish_with_id(
+                        self._js,
+                        link_subject(e.code),
+                        encode(e),
+                        e.id,
+                        timeout=_PUBLISH_TIMEOUT,
+                        traceparent=e.traceparent,
+                    )
                     for e in chunk
                 ),
                 return_exceptions=True,

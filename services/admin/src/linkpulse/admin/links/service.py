@@ -23,6 +23,7 @@ from linkpulse.ids import new_code, new_event_id
 from linkpulse.links import LinkRecord
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
+from linkpulse.messaging.tracing import current_traceparent
 from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry, validate_url
 
 __all__ = [
@@ -257,7 +258,12 @@ class LinkService:
             return
         try:
             await publish_with_id(
-                self._js, link_subject(record.code), encode(event), event.id, timeout=_PUBLISH_TIMEOUT
+                self._js,
+                link_subject(record.code),
+                encode(event),
+                event.id,
+                timeout=_PUBLISH_TIMEOUT,
+                traceparent=event.traceparent,
             )
         except (nats.errors.Error, TimeoutError) as exc:
             # The outbox row stays pending; the relay publishes it with the same Nats-Msg-Id.
@@ -320,9 +326,18 @@ async def _write_event(
 
 
 def change_event(row: Mapping[str, Any], op: Literal["created", "updated", "deleted"]) -> LinkChanged:
-    """A new LinkChanged for the state of `row` after a change (a fresh event id each call)."""
+    """A new LinkChanged for the state of `row` after a change (a fresh event id each call).
+
+    It carries the trace of the request making the change, when that is sampled: redirect pods evicting on
+    it continue that trace, even when the outbox relay publishes it later.
+    """
     return LinkChanged(
-        id=new_event_id(), code=row["code"], op=op, version=row["version"], ts=epoch_ms(row["updated_at"])
+        id=new_event_id(),
+        code=row["code"],
+        op=op,
+        version=row["version"],
+        ts=epoch_ms(row["updated_at"]),
+        traceparent=current_traceparent(),
     )
 
 

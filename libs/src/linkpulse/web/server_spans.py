@@ -1,0 +1,127 @@
+"""Server spans: Litestar's OpenTelemetry middleware behind a gate that decides first which requests to trace.
+
+The middleware costs a cached redirect about 50 µs (request attributes, header decoding, a span and its
+context) even when the sampler then drops the span. The gate does the sampler's job before any of that:
+- a request carrying a W3C `traceparent` follows the caller's sampled flag (parent-based sampling);
+- any other is traced with the root ratio (`random() < ratio`);
+- what is not traced bypasses the middleware: no span object, no context, no attributes; Redis and
+  asyncpg instrumentation is suppressed for it too, so a cache miss makes no orphan client spans.
+
+A request the gate drew is marked (`chosen_by_gate`) so that `linkpulse.telemetry.LinkedRootSampler` keeps
+its root span instead of drawing a second time. Without a known ratio (`root_ratio=None`: a sampler
+configured some other way) every request goes through the middleware and the sampler alone decides.
+"""
+
+from __future__ import annotations
+
+import random
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.config.app import AppConfig
+from litestar.plugins import InitPluginProtocol
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryInstrumentationMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry import context, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import TracerProvider
+
+__all__ = ["UNTRACED_PATHS", "ServerSpans", "chosen_by_gate"]
+
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Probes and scrapes every few seconds would only bury the traces that matter."""
+
+_CHOSEN = ContextVar("linkpulse_trace_chosen", default=False)
+# Hex digits whose low bit is set: the `sampled` flag at the end of a traceparent.
+_SAMPLED_FLAG = b"13579bdfBDF"
+
+
+def chosen_by_gate() -> bool:
+    """True inside a request the gate drew for tracing (its root span must be sampled)."""
+    return _CHOSEN.get()
+
+
+class ServerSpans(InitPluginProtocol):
+    """Adds the gated OpenTelemetry middleware around the whole app and names its spans by route template."""
+
+    def __init__(self, provider: TracerProvider, root_ratio: float | None) -> None:
+        self.config = _GatedConfig(
+            root_ratio=root_ratio,
+            middleware_class=_SamplingGate,
+            tracer_provider=provider,
+            # Request metrics are Prometheus's job (linkpulse.web); a no-op meter keeps them out of each request.
+            meter_provider=NoOpMeterProvider(),
+            # One span per request: the ASGI receive/send spans would double the cost and say nothing.
+            exclude_spans=["receive", "send"],
+            # Named by method until routed (see _naming_span): the raw path would make one name per code.
+            scope_span_details_extractor=_method_only,
+        )
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        # Litestar lifts an OpenTelemetry middleware from this list to wrap the whole app (so 404s and
+        # 405s get spans too) and keeps its class; an OpenTelemetryPlugin passed directly would use its own.
+        app_config.middleware.append(self.config.middleware)
+        return app_config
+
+
+@dataclass
+class _GatedConfig(OpenTelemetryConfig):
+    root_ratio: float | None = None
+    """Share of requests without a trace context to trace; None: let the sampler see every request."""
+
+
+class _SamplingGate(OpenTelemetryInstrumentationMiddleware):
+    """Litestar's OpenTelemetry middleware, entered only by the requests that will be traced."""
+
+    def __init__(self, app: ASGIApp, config: _GatedConfig) -> None:
+        super().__init__(app, config)
+        self._ratio = config.root_ratio
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chosen = self._chosen(scope)
+        if chosen is None or scope["path"] in UNTRACED_PATHS:
+            token = context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
+            return
+        token_chosen = _CHOSEN.set(chosen)
+        try:
+            await self.open_telemetry_middleware(scope, receive, _naming_span(scope, send))  # type: ignore[arg-type]
+        finally:
+            _CHOSEN.reset(token_chosen)
+
+    def _chosen(self, scope: Scope) -> bool | None:
+        """None: not traced; False: through the middleware, the sampler decides; True: traced, drawn here."""
+        ratio = self._ratio
+        if ratio is None:
+            return False
+        for name, value in scope.get("headers", ()):
+            if name == b"traceparent":
+                return False if value[-1:] in _SAMPLED_FLAG else None
+        if ratio <= 0.0 or (ratio < 1.0 and random.random() >= ratio):
+            return None
+        return True
+
+
+def _method_only(scope: Scope) -> tuple[str, dict[str, Any]]:
+    return str(scope.get("method", scope["type"])), {}
+
+
+def _naming_span(scope: Scope, send: Send) -> Send:
+    """`send`, renaming the server span `METHOD /route/{template}` once the router has matched the request."""
+
+    async def naming_send(message: Message) -> None:
+        # Called by the OpenTelemetry middleware's own send, inside the server span.
+        if message["type"] == "http.response.start":
+            span = trace.get_current_span()
+            template = scope.get("path_template")
+            if template and span.is_recording():
+                span.update_name(f"{scope.get('method', '')} {template}")
+                span.set_attribute("http.route", template)  # type: ignore[arg-type]
+        await send(message)
+
+    return naming_send
