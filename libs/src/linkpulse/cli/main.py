@@ -1,4 +1,4 @@
-"""`linkpulse`: run the local stack, migrate, set up streams, manage API keys."""
+"""`linkpulse`: run the local stack, migrate, set up streams, manage API keys, benchmark."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from linkpulse.cli import bench as bench_cli
 from linkpulse.cli import keys as keys_cli
 from linkpulse.localstack.process import StartError
 from linkpulse.logs import configure_logging
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="NATS URL (default $LINKPULSE_NATS_URL)")  # fmt: skip
 
     keys_cli.add_parser(sub)
+    bench_cli.add_parser(sub)
     return parser
 
 
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             return _streams(args)
         if args.command == "keys":
             return keys_cli.run(args)
+        if args.command == "bench":
+            return bench_cli.run(args)
     except (StartError, SettingsError) as exc:
         print(f"linkpulse {args.command}: {exc}", file=sys.stderr)
         return 1

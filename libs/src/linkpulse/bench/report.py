@@ -1,0 +1,141 @@
+"""A bench run's figures: one table for people, the same figures as JSON for machines, and the checks."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from linkpulse.bench.counts import Published, Stored
+from linkpulse.bench.wrk import WrkResult
+
+__all__ = ["BenchReport", "Check", "machine"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One claim the run makes (exactly once, no errors, ...), whether it held, and the figures behind it."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": psutil.cpu_count(logical=True),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "processor": platform.machine(),
+    }
+
+
+def _load(result: WrkResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "requests": result.requests,
+        "seconds": round(result.duration_s, 2),
+        "requests_per_s": round(result.rps, 1),
+        "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
+        "status_400_plus": result.bad_status,
+        "socket_errors": result.errors,
+    }
+
+
+@dataclass
+class BenchReport:
+    """Everything one `linkpulse bench` run measured; `checks` are what it claims."""
+
+    mode: str
+    options: dict[str, Any]
+    load: WrkResult | None = None
+    ceiling: WrkResult | None = None
+    published: Published | None = None
+    stored: Stored | None = None
+    lag_s: float | None = None
+    backlog_at_end: int | None = None
+    ingest_events_per_s: float | None = None
+    memory_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """Our requests/s as a share of nginx's fixed 302 on the same machine, same load."""
+        if self.load is None or self.ceiling is None or not self.ceiling.rps:
+            return None
+        return self.load.rps / self.ceiling.rps
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "options": self.options,
+            "machine": machine(),
+            "load": _load(self.load),
+            "ceiling": _load(self.ceiling),
+            "ratio_to_ceiling": round(self.ratio, 4) if self.ratio is not None else None,
+            "published": self.published.__dict__ if self.published else None,
+            "stored": {**self.stored.__dict__, "duplicates": self.stored.duplicates} if self.stored else None,
+            "ingest_lag_s": round(self.lag_s, 3) if self.lag_s is not None else None,
+            "ingest_backlog_at_end": self.backlog_at_end,
+            "ingest_events_per_s": round(self.ingest_events_per_s, 1) if self.ingest_events_per_s else None,
+            "peak_memory_mb": self.memory_mb,
+            "checks": [check.__dict__ for check in self.checks],
+            "ok": self.ok,
+            "notes": self.notes,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def table(self) -> str:
+        """The run as rows of `figure  value`, the way the README and docs/performance.md quote them."""
+        rows: list[tuple[str, str]] = [("mode", self.mode)]
+        rows += [(key, str(value)) for key, value in self.options.items() if key != "mode"]
+        if self.load is not None:
+            lat = self.load.latency_ms
+            rows += [
+                ("requests/s", f"{self.load.rps:,.0f}"),
+                ("latency p50/p95/p99/max", "/".join(f"{lat[k]:.2f}" for k in ("p50", "p95", "p99", "max")) + " ms"),
+                ("answers with status >= 400", f"{self.load.bad_status:,}"),
+                ("socket errors", ", ".join(f"{k} {v}" for k, v in self.load.errors.items() if k != "status")),
+                ("answered (load tool)", f"{self.load.requests - self.load.bad_status:,}"),
+            ]
+        if self.ceiling is not None:
+            rows += [("nginx fixed 302 requests/s", f"{self.ceiling.rps:,.0f}")]
+            rows += [("ratio to nginx", f"{self.ratio:.3f}" if self.ratio is not None else "-")]
+        if self.published is not None:
+            rows += [("redirects answered (events published)", f"{self.published.distinct:,}")]
+        if self.stored is not None:
+            rows += [
+                ("events stored (rows / distinct ids)", f"{self.stored.rows:,} / {self.stored.distinct:,}"),
+                ("duplicates", f"{self.stored.duplicates:,}"),
+                ("rollup total", f"{self.stored.rollup_total:,}"),
+            ]
+        if self.ingest_events_per_s is not None:
+            rows += [("ingest events/s", f"{self.ingest_events_per_s:,.0f}")]
+        if self.lag_s is not None:
+            rows += [("ingest lag at the end", f"{self.lag_s:.2f} s")]
+        if self.backlog_at_end is not None:
+            rows += [("ingest backlog at load end (messages)", f"{self.backlog_at_end:,}")]
+        for service, peak in self.memory_mb.items():
+            rows += [(f"peak RSS {service}", f"{peak['max']:.0f} MB (all processes {peak['sum']:.0f} MB)")]
+        for check in self.checks:
+            rows += [(f"check: {check.name}", ("ok" if check.ok else "FAILED") + f" ({check.detail})")]
+        width = max(len(name) for name, _ in rows)
+        lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)

@@ -1,0 +1,284 @@
+"""`linkpulse bench`: start the stack, load links, drive a mode with wrk, count what was stored, and report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from linkpulse.bench.counts import (
+    ingest_backlog,
+    published_events,
+    settled_last_seq,
+    stored_events,
+    stream_last_seq,
+    wait_stored,
+)
+from linkpulse.bench.memory import peak_rss_mb
+from linkpulse.bench.nginx import find_nginx, nginx_ceiling
+from linkpulse.bench.report import BenchReport
+from linkpulse.bench.seed import create_links, publish_clicks, write_codes
+from linkpulse.bench.wrk import BenchError, LoadSpec, find_wrk, run_wrk
+from linkpulse.localstack.stack import Stack, StackInfo
+from linkpulse.settings import StreamsSettings, from_env
+
+__all__ = ["MODES", "BenchOptions", "run_bench"]
+
+MODES = ("redirect", "pipeline", "ingest", "stats")
+
+WEEK_MS = 7 * 86400 * 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    """What one run does; the CLI's flags, one for one."""
+
+    mode: str = "redirect"
+    links: int = 20_000
+    warm: float = 1.0
+    """Share of the links requested once (HEAD, no click) per worker before the load: 1.0 is a hot cache."""
+    zipf: float = 1.0
+    duration: float = 30.0
+    connections: int = 64
+    threads: int = 2
+    redirect_workers: int = 2
+    events: int = 0
+    """Events pre-published in the ingest and stats modes (0: 500,000 and 10,000,000)."""
+    ceiling: bool = True
+    drain_timeout: float = 300.0
+    """Seconds ingest may take, after the load, to store what was published before the run fails."""
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+class _Run:
+    """One run's stack, links and report; each mode is a method."""
+
+    def __init__(self, options: BenchOptions, root: Path, environ: Mapping[str, str]) -> None:
+        self.options = options
+        self.root = root
+        self.environ = dict(environ)
+        self.shards = from_env(StreamsSettings, self.environ).clicks.shards
+        self.report = BenchReport(mode=options.mode, options=asdict(options))
+        self.stack: Stack | None = None
+        self.links: list[tuple[str, int]] = []
+
+    # ------------------------------------------------------------------ stack and links
+
+    def start(self, services: tuple[str, ...]) -> Stack:
+        workers = {"LINKPULSE_HTTP_WORKERS": str(self.options.redirect_workers), "LINKPULSE_HTTP_LOG_LEVEL": "warning"}
+        self.stack = Stack(
+            self.root / "stack",
+            self.environ,
+            redirect_port=0,
+            admin_port=0,
+            ingest_port=0,
+            services=services,
+            service_environ={"redirect": workers, "ingest": {"LINKPULSE_INGEST_LOG_LEVEL": "warning"}},
+        )
+        _log(f"starting the stack in {self.stack.root} ({', '.join(services)})")
+        self.stack.start()
+        return self.stack
+
+    @property
+    def info(self) -> StackInfo:
+        assert self.stack is not None and self.stack.info is not None
+        return self.stack.info
+
+    def load_links(self, count: int) -> Path:
+        _log(f"creating {count:,} links through the admin API")
+        started = time.monotonic()
+        self.links = asyncio.run(create_links(self.info.admin_url, self.info.admin_key, self.info.database_url, count))
+        _log(f"created {count:,} links in {time.monotonic() - started:.1f} s")
+        return write_codes(self.root / "codes.txt", [code for code, _ in self.links])
+
+    def spec(self, url: str, codes: Path, **changes: object) -> LoadSpec:
+        base = LoadSpec(
+            url=url,
+            codes_file=codes,
+            duration=self.options.duration,
+            connections=self.options.connections,
+            threads=self.options.threads,
+            zipf=self.options.zipf,
+        )
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+    def warm(self) -> None:
+        """GET the warm share of the codes through every connection, so each worker process caches them.
+
+        GET, not HEAD: wrk reads a HEAD answer's Content-Length as a body to wait for. The warm-up's clicks
+        are real clicks, published and (in the pipeline mode) stored and counted like the others.
+        """
+        count = round(len(self.links) * self.options.warm)
+        if count == 0:
+            return
+        warm_file = write_codes(self.root / "warm.txt", [code for code, _ in self.links[:count]])
+        # Each worker process gets about 1/workers of the connections; enough passes that nearly every code
+        # reaches every worker (a miss costs one Redis lookup during the load, nothing more).
+        passes = 3 * self.options.redirect_workers
+        per_thread = max(1, count * passes // self.options.threads)
+        _log(f"warming {count:,} codes ({passes} passes)")
+        spec = self.spec(self.info.redirect_url, warm_file, order="cycle", limit=per_thread,
+                         duration=max(10.0, count * passes / 1000))  # fmt: skip
+        result = run_wrk(spec)
+        # Read errors are expected here: a thread that reached its limit stops with requests in flight.
+        if result.bad_status or result.errors.get("connect") or result.requests < count:
+            raise BenchError(f"warm-up failed: {result.requests:,} answers, {result.bad_status} bad, {result.errors}")
+
+    def drive(self, codes: Path) -> tuple[int, int]:
+        """Warm, then the measured load; returns the stream sequences before the warm-up and before the load."""
+        nats_url = self.info.nats_url
+        before_warm = asyncio.run(stream_last_seq(nats_url))
+        self.warm()
+        before_load = asyncio.run(settled_last_seq(nats_url))
+        _log(f"load: {self.options.duration:.0f} s, {self.options.connections} connections, zipf {self.options.zipf}")
+        self.report.load = run_wrk(self.spec(self.info.redirect_url, codes))
+        return before_warm, before_load
+
+    def memory(self, *names: str) -> None:
+        assert self.stack is not None
+        for name in names:
+            proc = self.stack.services.get(name)
+            self.report.memory_mb[name] = peak_rss_mb(proc.pid if proc is not None else None)
+
+    def ceiling(self, codes: Path) -> None:
+        if not self.options.ceiling:
+            self.report.notes.append("ceiling not measured (--no-ceiling)")
+            return
+        _log(f"measuring the ceiling: nginx, {self.options.redirect_workers} workers, a fixed 302")
+        with nginx_ceiling(self.root / "nginx", self.options.redirect_workers) as url:
+            self.report.ceiling = run_wrk(self.spec(url, codes))
+
+    def count_exactly_once(self, after_seq: int, *, wait: bool) -> None:
+        """Published vs stored: every event published after `after_seq` stored once, and the rollups agree."""
+        report = self.report
+        nats_url = self.info.nats_url
+        asyncio.run(settled_last_seq(nats_url))
+        everything = asyncio.run(published_events(nats_url, after_seq))
+        ids = [link_id for _, link_id in self.links]
+        if wait:
+            _, report.lag_s = asyncio.run(wait_stored(self.info.database_url, ids, everything.distinct,
+                                                      self.options.drain_timeout))  # fmt: skip
+        report.check("events published once", everything.events == everything.distinct,
+                     f"{everything.events:,} events, {everything.distinct:,} distinct ids")  # fmt: skip
+        if wait:
+            report.stored = stored = asyncio.run(stored_events(self.info.database_url, ids))
+            report.check("every published click stored exactly once",
+                         stored.rows == stored.distinct == everything.distinct and stored.rollup_total == stored.rows,
+                         f"published {everything.distinct:,}, rows {stored.rows:,}, distinct {stored.distinct:,}, "
+                         f"rollups {stored.rollup_total:,}")  # fmt: skip
+
+    def check_load(self, before_load: int | None = None) -> None:
+        """No errors; with `before_load`, the server answered what wrk saw plus at most one request a connection."""
+        load = self.report.load
+        assert load is not None
+        self.report.check("no errors", load.bad_status == 0 and load.socket_errors == 0,
+                          f"status >= 400: {load.bad_status}, socket errors: {load.errors}")  # fmt: skip
+        if before_load is None:
+            return
+        self.report.published = published = asyncio.run(published_events(self.info.nats_url, before_load))
+        answered = load.requests - load.bad_status
+        in_flight = published.distinct - answered
+        # wrk stops at -d and forgets the requests in flight; the server answered them all the same.
+        self.report.check("load tool and server agree", 0 <= in_flight <= self.options.connections,
+                          f"{published.distinct:,} clicks published for {answered:,} answers wrk saw: "
+                          f"{in_flight} in flight at its stop (at most {self.options.connections})")  # fmt: skip
+
+    # ------------------------------------------------------------------ modes
+
+    def redirect(self) -> None:
+        """Redirect alone: hot cache, every click published to CLICKS, no ingest."""
+        self.start(("admin", "redirect"))
+        codes = self.load_links(self.options.links)
+        assert self.stack is not None
+        self.stack.stop_service("admin")  # its outbox relay would share the CPU with the measurement
+        before_warm, before_load = self.drive(codes)
+        self.memory("redirect")
+        self.count_exactly_once(before_warm, wait=False)
+        self.check_load(before_load)
+        self.ceiling(codes)
+
+    def pipeline(self) -> None:
+        """Everything: redirect publishing, ingest storing, while the load runs; then the lag and the counts."""
+        self.start(("ingest", "admin", "redirect"))
+        codes = self.load_links(self.options.links)
+        assert self.stack is not None
+        self.stack.stop_service("admin")
+        before_warm, before_load = self.drive(codes)
+        self.report.backlog_at_end = asyncio.run(ingest_backlog(self.info.nats_url, self.shards))
+        self.count_exactly_once(before_warm, wait=True)
+        self.memory("redirect", "ingest")
+        self.check_load(before_load)
+        self.ceiling(codes)
+
+    def ingest(self) -> None:
+        """Pre-published events drained by ingest as fast as it can (decode, enrich, insert, rollups)."""
+        events = self.options.events or 500_000
+        self.start(("admin",))
+        self.load_links(self.options.links)
+        assert self.stack is not None
+        self.stack.stop_service("admin")
+        seq = asyncio.run(stream_last_seq(self.info.nats_url))
+        _log(f"publishing {events:,} events")
+        asyncio.run(publish_clicks(self.info.nats_url, self.links, events, self.shards))
+        _log("starting ingest")
+        self.stack.start_service("ingest")
+        rate = asyncio.run(_drain_rate(self.info.database_url, [i for _, i in self.links], events,
+                                       self.options.drain_timeout))  # fmt: skip
+        self.report.ingest_events_per_s = rate
+        self.memory("ingest")
+        self.count_exactly_once(seq, wait=True)
+
+    def stats(self) -> None:
+        """Latency of GET /api/v1/links/{code}/stats for one link holding many events (a week of history)."""
+        events = self.options.events or 10_000_000
+        self.start(("ingest", "admin"))
+        codes = self.load_links(1)
+        seq = asyncio.run(stream_last_seq(self.info.nats_url))
+        _log(f"seeding {events:,} events on one link through the ingest path")
+        asyncio.run(publish_clicks(self.info.nats_url, self.links, events, self.shards, spread_ms=WEEK_MS))
+        self.count_exactly_once(seq, wait=True)
+        _log("load: the stats endpoint (default window: 7 days by hour)")
+        auth = f"Bearer {self.info.admin_key}"
+        connections = min(self.options.connections, 16)
+        spec = self.spec(self.info.admin_url, codes, prefix="/api/v1/links/", suffix="/stats", zipf=0.0,
+                         auth=auth, connections=connections)  # fmt: skip
+        self.report.load = run_wrk(spec)
+        self.memory("admin", "ingest")
+        self.check_load()
+
+
+async def _drain_rate(database_url: str, link_ids: list[int], expected: int, timeout: float) -> float:
+    """Events/s while ingest works: from the first stored batch to the last, so its start-up does not count."""
+    first, _ = await wait_stored(database_url, link_ids, 1, timeout)
+    done, elapsed = await wait_stored(database_url, link_ids, expected, timeout)
+    if done < expected:
+        raise BenchError(f"ingest stored {done:,} of {expected:,} events in {timeout:.0f} s")
+    return (done - first) / elapsed if elapsed > 0 else float(done)
+
+
+def run_bench(options: BenchOptions, root: Path, environ: Mapping[str, str] | None = None) -> BenchReport:
+    """Run one bench mode in `root` (a fresh folder: the stack's data lives there) and return its report.
+
+    Raises:
+        BenchError: a tool is missing, or the stack misbehaved so that the figures would mean nothing.
+    """
+    if options.mode not in MODES:
+        raise BenchError(f"unknown mode {options.mode!r}: one of {', '.join(MODES)}")
+    if options.mode != "ingest":
+        find_wrk()
+    if options.ceiling and options.mode in {"redirect", "pipeline"}:
+        find_nginx()
+    run = _Run(options, root, os.environ if environ is None else environ)
+    try:
+        getattr(run, options.mode)()
+    finally:
+        if run.stack is not None:
+            _log("stopping the stack")
+            run.stack.stop()
+    return run.report

@@ -1,0 +1,72 @@
+"""`linkpulse bench` as a user runs it: a short pipeline run whose own counting is checked, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+
+
+def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `linkpulse bench` with the servers from their wheels (no LINKPULSE_* URLs of the caller's)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LINKPULSE_", "OTEL_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "linkpulse.cli.main", "bench", *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@needs_wrk
+def test_short_pipeline_run_counts_every_answered_redirect_stored_exactly_once(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    ceiling = [] if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else ["--no-ceiling"]
+    result = bench("pipeline", "--links", "300", "--duration", "3", "--connections", "8", "--redirect-workers", "1",
+                   "--json", str(out), "--dir", str(tmp_path / "run"), *ceiling)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    # The figures the table prints are the JSON's.
+    assert "requests/s" in result.stdout and "check: every published click stored exactly once  ok" in result.stdout
+    load, published, stored = report["load"], report["published"], report["stored"]
+    assert load["requests"] > 0 and load["status_400_plus"] == 0
+    # Warm-up and load clicks, each published once and stored once, rollups included.
+    assert published["events"] == published["distinct"]
+    assert stored["rows"] == stored["distinct"] == stored["rollup_total"] >= load["requests"]
+    assert stored["duplicates"] == 0
+    assert report["ingest_lag_s"] is not None and report["ingest_backlog_at_end"] is not None
+    assert {c["name"] for c in report["checks"]} >= {"no errors", "load tool and server agree",
+                                                      "every published click stored exactly once"}  # fmt: skip
+    assert all(c["ok"] for c in report["checks"]) and report["ok"] is True
+    assert report["peak_memory_mb"]["redirect"]["max"] > 10 and report["peak_memory_mb"]["ingest"]["max"] > 10
+    if not ceiling:
+        assert report["ceiling"]["requests_per_s"] > 0 and report["ratio_to_ceiling"] > 0
+    # The run's folder keeps the logs and the codes it loaded.
+    assert len((tmp_path / "run" / "codes.txt").read_text().split()) == 300
+
+
+def test_bad_options_are_named_and_start_nothing(tmp_path: Path) -> None:
+    result = bench("--warm", "2", "--dir", str(tmp_path))
+    assert result.returncode == 2 and "--warm" in result.stderr and "between 0 and 1" in result.stderr
+    result = bench("--duration", "0")
+    assert result.returncode == 2 and "--duration" in result.stderr
+    result = bench("nosuchmode")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_load_tool_is_explained_before_anything_starts(tmp_path: Path) -> None:
+    result = bench("redirect", "--dir", str(tmp_path / "run"), env={"PATH": str(tmp_path)})
+    assert result.returncode == 2
+    assert "wrk is not on PATH" in result.stderr and "apt-get install wrk" in result.stderr
+    assert not (tmp_path / "run" / "stack").exists()
