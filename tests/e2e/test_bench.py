@@ -70,3 +70,14 @@ def test_a_missing_load_tool_is_explained_before_anything_starts(tmp_path: Path)
     assert result.returncode == 2
     assert "wrk is not on PATH" in result.stderr and "apt-get install wrk" in result.stderr
     assert not (tmp_path / "run" / "stack").exists()
+
+
+def test_ingest_mode_drains_pre_published_events_and_reports_its_rate(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = bench("ingest", "--links", "50", "--events", "3000", "--json", str(out), "--dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["published"] is None  # this mode publishes the events itself; no redirect answers
+    assert report["stored"] == {"rows": 3000, "distinct": 3000, "rollup_total": 3000, "duplicates": 0}
+    assert report["ingest_events_per_s"] > 0 and report["ok"] is True
+    assert "ingest events/s" in result.stdout

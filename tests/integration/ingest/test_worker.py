@@ -133,6 +133,12 @@ async def test_events_land_on_their_shard_and_two_workers_store_each_once(
     assert totals == expected
 
 
+async def _until_line(proc: asyncio.subprocess.Process, needle: bytes) -> None:
+    assert proc.stderr is not None
+    while needle not in (line := await proc.stderr.readline()):
+        assert line, f"ingest exited before logging {needle!r}"
+
+
 async def test_two_worker_processes_store_each_event_once(
     js: JetStreamContext,
     db: asyncpg.Connection,
@@ -144,11 +150,19 @@ async def test_two_worker_processes_store_each_event_once(
     env = {**os.environ, **ingest_env, "LINKPULSE_INGEST_BATCH_SIZE": "5"}
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "linkpulse.ingest", env=env, stderr=asyncio.subprocess.DEVNULL
+            sys.executable,
+            "-m",
+            "linkpulse.ingest",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,  # its log: JSON lines, read until it says it consumes
         )
         for _ in range(2)
     ]
     try:
+        # Both consuming before anything is published (a process still starting has no SIGTERM handler yet).
+        for proc in procs:
+            await asyncio.wait_for(_until_line(proc, b"ingest.started"), 60)
         expected = await _publish_many_codes(js, make_link, clicks_settings, codes=20, per_code=10)
         await eventually(lambda: stored(db, js, clicks_settings, 200), timeout=30)
         assert dict(await db.fetch("SELECT link_id, clicks FROM link_totals")) == expected

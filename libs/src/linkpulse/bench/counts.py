@@ -77,8 +77,11 @@ async def settled_last_seq(nats_url: str, quiet: float = 0.5, timeout: float = 3
         await nc.close()
 
 
-async def published_events(nats_url: str, after_seq: int = 0, *, batch: int = 2000) -> Published:
+async def published_events(nats_url: str, after_seq: int = 0, *, batch: int = 100) -> Published:
     """Read the messages of CLICKS after `after_seq` once (an ephemeral consumer, no acks); count their events.
+
+    `batch` messages a fetch: an envelope holds up to 256 clicks (about 64 KB), and a fetch far past
+    the client's buffer makes the server drop the connection as a slow consumer.
 
     Every answered GET redirect publishes exactly one event, so `distinct` is the server's own count of
     redirects answered: the load tool's count misses the requests in flight when it stopped.
@@ -122,7 +125,7 @@ async def stored_events(database_url: str, link_ids: list[int]) -> Stored:
         row = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM click_events WHERE link_id = ANY($1::bigint[])) AS rows,"
             " (SELECT count(DISTINCT id) FROM click_events WHERE link_id = ANY($1::bigint[])) AS distinct_ids,"
-            " (SELECT coalesce(sum(clicks + bot_clicks), 0) FROM link_totals WHERE link_id = ANY($1::bigint[]))"
+            " (SELECT coalesce(sum(clicks + bot_clicks), 0)::bigint FROM link_totals WHERE link_id = ANY($1::bigint[]))"
             " AS rollup_total",
             link_ids,
         )
@@ -154,7 +157,8 @@ async def wait_stored(database_url: str, link_ids: list[int], expected: int, tim
     try:
         while True:
             rows = await conn.fetchval(
-                "SELECT coalesce(sum(clicks + bot_clicks), 0) FROM link_totals WHERE link_id = ANY($1::bigint[])",
+                "SELECT coalesce(sum(clicks + bot_clicks), 0)::bigint FROM link_totals"
+                " WHERE link_id = ANY($1::bigint[])",
                 link_ids,
             )
             elapsed = time.monotonic() - started

@@ -1,32 +1,116 @@
-"""Run a Litestar app factory under uvicorn with the service's HTTP settings."""
+"""Run a Litestar app factory under uvicorn with the service's HTTP settings, one or several processes."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from types import FrameType
+
+import structlog
 import uvicorn
 
 from linkpulse.settings import HttpSettings
 
 __all__ = ["serve"]
 
+log = structlog.get_logger(__name__)
 
-def serve(factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0) -> None:
-    """Serve `module:create_app` until SIGTERM/SIGINT, then finish in-flight requests and run shutdown.
+RESTART_PAUSE = 1.0
+"""Seconds before a worker that died unasked is started again (a crash loop must not spin the CPU)."""
 
-    Args:
-        factory: import string of a zero-argument app factory.
-        http: bind address, port, worker processes and log level.
-        graceful_timeout: seconds in-flight requests get after SIGTERM before the lifespan shutdown.
-    """
-    uvicorn.run(
+
+def _config(factory: str, http: HttpSettings, graceful_timeout: float) -> uvicorn.Config:
+    return uvicorn.Config(
         factory,
         factory=True,
         host=http.host,
         port=http.port,
-        workers=http.workers,
         log_level=http.log_level.lower(),
         access_log=False,  # one line per redirect would cost more than the redirect itself
         lifespan="on",
         timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
         proxy_headers=False,  # forwarded headers are trusted only from configured proxies, by the app
+        backlog=4096,
     )
+
+
+def _own_socket(http: HttpSettings) -> socket.socket:
+    """A listening socket of this worker's own on the shared port (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((http.host, http.port))
+    return sock
+
+
+def _worker(factory: str, http: HttpSettings, graceful_timeout: float) -> None:
+    config = _config(factory, http, graceful_timeout)
+    # uvicorn handles SIGTERM/SIGINT itself: stop accepting, finish in-flight requests, run the shutdown.
+    uvicorn.Server(config).run(sockets=[_own_socket(http)])
+
+
+def serve(factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0) -> None:
+    """Serve `module:create_app` until SIGTERM/SIGINT, then finish in-flight requests and run shutdown.
+
+    With several workers each process listens on the port with its own SO_REUSEPORT socket, so the kernel
+    spreads connections over them evenly. (With one shared socket, as uvicorn's own workers have, the
+    process that happens to be awake accepts most of a burst of connections and keeps them: measured with
+    `linkpulse bench`, a second worker then added little; docs/performance.md.)
+
+    Args:
+        factory: import string of a zero-argument app factory.
+        http: bind address, port, worker processes and log level.
+        graceful_timeout: seconds in-flight requests get after SIGTERM before the lifespan shutdown.
+    """
+    if http.workers <= 1 or http.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
+        uvicorn.Server(_config(factory, http, graceful_timeout)).run()
+        return
+    _supervise(factory, http, graceful_timeout)
+
+
+def _supervise(factory: str, http: HttpSettings, graceful_timeout: float) -> None:
+    """Start `http.workers` processes, restart one that dies unasked, pass SIGTERM/SIGINT on and wait."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or sockets inherited
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def start() -> multiprocessing.process.BaseProcess:
+        proc = context.Process(target=_worker, args=(factory, http, graceful_timeout), daemon=False)
+        proc.start()
+        return proc
+
+    workers = [start() for _ in range(http.workers)]
+    log.info("server.workers", workers=http.workers, port=http.port, reuse_port=True)
+    while not stopping:
+        time.sleep(0.2)  # the supervisor's tick: a signal or a dead worker is noticed within it
+        for i, proc in enumerate(workers):
+            if not proc.is_alive() and not stopping:
+                log.warning("server.worker_died", pid=proc.pid, exitcode=proc.exitcode)
+                time.sleep(RESTART_PAUSE)
+                workers[i] = start()
+    # Each worker drains as uvicorn does on its own (stop accepting, finish requests, run the shutdown).
+    # Always SIGTERM: after a terminal's Ctrl-C (which reached the workers too) a second SIGINT would
+    # make uvicorn skip the drain.
+    for proc in workers:
+        if proc.pid is not None and proc.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + graceful_timeout + 30.0
+    for proc in workers:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    sys.exit(0)

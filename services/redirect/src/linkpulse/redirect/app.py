@@ -18,6 +18,7 @@ from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
 from linkpulse.redirect.budget import ClickBudget
 from linkpulse.redirect.cache import LinkCache
+from linkpulse.redirect.fastpath import install as install_fast_path
 from linkpulse.redirect.invalidation import CacheInvalidator
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.publisher import ClickPublisher
@@ -125,6 +126,8 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
 
     return Litestar(
         route_handlers=[redirect],
+        # Before ServicePlugin's request metrics wrap the handler (plugins' startup hooks come after these).
+        on_startup=[install_fast_path],
         lifespan=[resources],
         plugins=[ServicePlugin(), *tracing.server_plugins()],
         openapi_config=None,

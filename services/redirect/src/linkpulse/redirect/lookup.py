@@ -68,6 +68,14 @@ class LinkLookup:
         self._redis_down_until = 0.0
         self._inflight: dict[str, asyncio.Future[LinkRecord | None]] = {}
 
+    def cached(self, code: str) -> LinkRecord | None:
+        """The record when the process cache holds it (counted as a local hit), else None: no I/O, no await."""
+        record = self.cache.get(code)
+        if isinstance(record, LinkRecord):
+            _LOCAL.inc()
+            return record
+        return None
+
     async def get(self, code: str) -> LinkRecord | None:
         """The link, or None when no such code exists. Raises LookupUnavailable when no tier answers."""
         cached = self.cache.get(code)

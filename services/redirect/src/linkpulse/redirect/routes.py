@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -12,14 +13,14 @@ from litestar.params import FromPath
 
 from linkpulse.events import ClickEvent
 from linkpulse.ids import new_event_id
-from linkpulse.links import status_of
+from linkpulse.links import LinkRecord, status_of
 from linkpulse.redirect.lookup import LookupUnavailable
 from linkpulse.redirect.visitor import anonymize_ip, first_language
 from linkpulse.validation import CODE_PATTERN
 
-__all__ = ["redirect"]
+__all__ = ["CACHE_CONTROL", "click_event", "location_of", "redirect"]
 
-_CACHE_CONTROL = "private, max-age=90"
+CACHE_CONTROL = "private, max-age=90"
 # Printable ASCII goes out as stored (`%0d%0a` stays three characters each, never a line break).
 _URI_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
@@ -45,41 +46,49 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
     if status_of(link, now_ms, used) == "gone":
         return _plain(410, "link is no longer active")
 
-    location = link.url
-    query = request.scope["query_string"]
-    if link.forward_query and query:
-        location = f"{location}{'&' if '?' in location else '?'}{query.decode('latin-1')}"
-
+    location = location_of(link, request.scope["query_string"])
     if request.method == "GET":
         if used is not None:
             state.budget.record(link.id)
-        headers = request.headers
         peer = request.client.host if request.client else ""
-        proxies = state.proxies
-        ip = proxies.client_ip(peer, headers.get("x-forwarded-for"))
-        country = headers.get(state.country_header, "") if proxies.trusts(peer) else ""
-        event_id = new_event_id()
-        tracing = state.click_tracing
-        state.publisher.submit(
-            ClickEvent(
-                id=event_id,
-                code=code,
-                link_id=link.id,
-                ts=now_ms,
-                ip=anonymize_ip(ip) if state.anonymize_ip else ip,
-                ua=headers.get("user-agent", "")[:512],
-                referrer=headers.get("referer", "")[:1024],
-                lang=first_language(headers.get("accept-language", "")),
-                country=country[:2].upper(),
-                traceparent=tracing.click(code, event_id) if tracing is not None else "",
-            )
-        )
+        state.publisher.submit(click_event(state, code, link.id, now_ms, peer, request.headers.get))
+    return Response(
+        content=None,
+        status_code=link.redirect_type,
+        headers={"location": location, "cache-control": CACHE_CONTROL},
+    )
+
+
+def location_of(link: LinkRecord, query: bytes) -> str:
+    """The Location of a redirect: the target, the query string appended when the link forwards it."""
+    location = link.url
+    if link.forward_query and query:
+        location = f"{location}{'&' if '?' in location else '?'}{query.decode('latin-1')}"
     if not location.isascii():
         # A header is bytes: a path like /straße or /日本 goes out as its UTF-8 percent-encoding, as
         # browsers send it, not as latin-1 bytes (or a failure to encode them).
         location = quote(location, safe=_URI_SAFE)
-    return Response(
-        content=None,
-        status_code=link.redirect_type,
-        headers={"location": location, "cache-control": _CACHE_CONTROL},
+    return location
+
+
+def click_event(
+    state: State, code: str, link_id: int, now_ms: int, peer: str, header: Callable[[str, str], str]
+) -> ClickEvent:
+    """The click of one answered GET: visitor from trusted headers only, anonymised as configured."""
+    proxies = state.proxies
+    ip = proxies.client_ip(peer, header("x-forwarded-for", "") or None)
+    country = header(state.country_header, "") if proxies.trusts(peer) else ""
+    event_id = new_event_id()
+    tracing = state.click_tracing
+    return ClickEvent(
+        id=event_id,
+        code=code,
+        link_id=link_id,
+        ts=now_ms,
+        ip=anonymize_ip(ip) if state.anonymize_ip else ip,
+        ua=header("user-agent", "")[:512],
+        referrer=header("referer", "")[:1024],
+        lang=first_language(header("accept-language", "")),
+        country=country[:2].upper(),
+        traceparent=tracing.click(code, event_id) if tracing is not None else "",
     )
