@@ -11,6 +11,8 @@ import pytest
 from tests.fault.stack import BackgroundLoad, FaultStack, eventually
 from tests.fault.test_ingest_faults import SHORT_ACK_WAIT, click_events_locked, every_shard_holds_a_batch
 
+from linkpulse.bench.counts import settled_last_seq
+
 pytestmark = pytest.mark.slow
 
 
@@ -45,15 +47,20 @@ async def test_ingest_frozen_past_its_ack_wait_wakes_to_redelivered_work_and_cou
         frozen.pause()
     try:
         # 2. The frozen one's backends run on without it (its INSERTs get the lock, then wait for a COMMIT
-        #    that cannot come); past the ack wait JetStream hands its messages to the live one.
+        #    that cannot come, until Postgres ends the idle transaction); past the ack wait JetStream hands
+        #    its messages to the live one. The load stops first: with nothing being published the
+        #    consumers' cumulative counters are exact (the server's num_redelivered forgets a redelivery
+        #    as soon as it is acked, and the live one acks within milliseconds).
+        result = await load.stop()
+        await settled_last_seq(fault_stack.nats.url, quiet=0.3)
+
         async def redelivered() -> bool:
-            return (await fault_stack.consumer_totals()).redelivered > 0
+            return await fault_stack.redeliveries() > 0
 
         await eventually(redelivered, SHORT_ACK_WAIT * 4, "the frozen process's messages redelivered")
     finally:
         frozen.resume()
-    # 3. Awake again: it commits what it had, acks late; the live one finds those ids stored and skips them.
-    result = await load.stop()
+    # 3. Awake again: it finds its transaction gone, stores again (ids dedupe) and acks late; nothing twice.
     await fault_stack.settle(url, codes, result, label="ingest frozen past ack wait", started=started)
     redeliveries = await fault_stack.redeliveries()
     counted = await rollup_total(fault_stack)

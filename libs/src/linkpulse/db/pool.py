@@ -17,11 +17,13 @@ async def create_pool(
     min_size: int | None = None,
     max_size: int | None = None,
     init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     """Open a pool; `min_size=0` lets a service start while Postgres is still down.
 
     `max_size` raises the setting's bound where a service knows it needs more (one per shard loop).
-    `init` runs on each new connection (e.g. `linkpulse.db.metrics.time_queries`).
+    `init` runs on each new connection (e.g. `linkpulse.db.metrics.time_queries`); `server_settings` are
+    Postgres settings of every connection (`{"idle_in_transaction_session_timeout": "10s"}`).
     """
     return await asyncpg.create_pool(
         dsn=settings.url,
@@ -31,4 +33,5 @@ async def create_pool(
         # Statements are few and fixed; a larger cache saves a round trip of parsing per query.
         statement_cache_size=256,
         init=init,
+        server_settings=server_settings,
     )

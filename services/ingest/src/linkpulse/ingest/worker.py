@@ -40,6 +40,9 @@ MAX_BACKOFF = 10.0
 IN_PROGRESS_PER_ACK_WAIT = 3
 """A held batch tells JetStream it is still being worked on three times per ack wait, well before it runs out."""
 PARTITIONS_EVERY = 86400.0
+
+IDLE_IN_TRANSACTION = "10s"
+"""Postgres ends an ingest transaction idle this long (see `_work`): far above a batch's own pauses."""
 """Partition upkeep runs on start and then daily; it prepares three months ahead."""
 
 
@@ -91,7 +94,15 @@ class IngestWorker:
     async def _work(self, nc: Client, stop: asyncio.Event) -> None:
         # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
         # One connection per shard loop, so no batch waits for another shard's commit.
-        self._pool = await create_pool(self.settings.database, min_size=0, max_size=self.settings.clicks.shards + 1)
+        self._pool = await create_pool(
+            self.settings.database,
+            min_size=0,
+            max_size=self.settings.clicks.shards + 1,
+            # A batch's transaction is never idle for long; one that is belongs to a frozen or partitioned
+            # process, and its row locks on the rollups would stall every other pod until its TCP died.
+            # Postgres ends it; the process, if it wakes, retries with a fresh connection (ids dedupe).
+            server_settings={"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION},
+        )
         try:
             js = nc.jetstream()
             if await self._ensure_consumers(js, stop):
