@@ -91,7 +91,7 @@ class BenchReport:
             "stored": {**self.stored.__dict__, "duplicates": self.stored.duplicates} if self.stored else None,
             "ingest_lag_s": round(self.lag_s, 3) if self.lag_s is not None else None,
             "ingest_backlog_at_end": self.backlog_at_end,
-            "ingest_events_per_s": round(self.ingest_events_per_s, 1) if self.ingest_events_per_s else None,
+            "ingest_events_per_s": round(self.ingest_events_per_s, 1) if self.ingest_events_per_s is not None else None,
             "peak_memory_mb": self.memory_mb,
             "checks": [check.__dict__ for check in self.checks],
             "ok": self.ok,
