@@ -46,7 +46,8 @@ async def fast(redirect_client: AsyncTestClient[Any]) -> CountingApp:
     return counting
 
 
-def _series(route: str, method: str, status: int) -> int:
+def requests_counted(route: str, method: str, status: int) -> int:
+    """linkpulse_http_requests of one (route, method, status) in this process, now."""
     for family in REQUEST_METRICS.collect():
         if family.name == "linkpulse_http_requests":
             for sample in family.samples:
@@ -59,7 +60,7 @@ async def test_a_cached_link_is_answered_by_the_fast_path_as_the_route_answers_i
     redirect_client: AsyncTestClient[Any], fast: CountingApp, make_link: MakeLink, nats_url: str
 ) -> None:
     await make_link("fp1", "https://example.com/päth?x=1", redirect_type=307, forward_query=True)
-    before = _series("/{code}", "GET", 307)
+    before = requests_counted("/{code}", "GET", 307)
     # 1. The first GET misses the process cache: Litestar's route answers and caches the link.
     first = await redirect_client.get("/fp1?utm=a", headers=VISITOR, follow_redirects=False)
     assert fast.paths == ["/fp1"]
@@ -74,7 +75,7 @@ async def test_a_cached_link_is_answered_by_the_fast_path_as_the_route_answers_i
     head = await redirect_client.head("/fp1", follow_redirects=False)
     assert head.status_code == 307 and fast.paths == ["/fp1"]
     # Each answer counted under the route template, whichever path answered it.
-    assert _series("/{code}", "GET", 307) == before + 2
+    assert requests_counted("/{code}", "GET", 307) == before + 2
 
     clicks = [event for _, event in await published_clicks(nats_url)]
     assert len(clicks) == 2 and clicks[0].id != clicks[1].id

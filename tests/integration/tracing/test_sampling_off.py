@@ -17,6 +17,7 @@ from tests.conftest import MakeLink
 from tests.integration.tracing.conftest import RunApp, traced
 
 from linkpulse.events import decode_click_batch
+from linkpulse.redirect.fastpath import FastRedirect
 from linkpulse.telemetry import LinkedRootSampler, Tracing
 
 BURST = 50
@@ -109,3 +110,36 @@ async def test_the_same_burst_with_sampling_on_does_make_spans(
     assert log.started >= 6
     assert all(tp.startswith("00-") for _, events in messages for tp in events)
     assert any("traceparent" in headers for headers, _ in messages)
+
+
+SAMPLED_PARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+
+@pytest.mark.parametrize(
+    ("ratio", "headers", "past_fast_path"),
+    [(0.0, {}, ["/fast1"]), (1.0, {}, ["/fast1"] * 5), (0.0, SAMPLED_PARENT, ["/fast1"] * 5)],
+    ids=["ratio 0: only the first miss", "ratio 1: every request", "ratio 0, sampled caller: every request"],
+)
+async def test_the_fast_path_answers_every_request_sampling_leaves_untraced(
+    ratio: float, headers: dict[str, str], past_fast_path: list[str], run_redirect: RunApp, make_link: MakeLink
+) -> None:
+    await make_link("fast1")
+    tracing, log = traced(ratio)
+    async with run_redirect(tracing) as client:
+        # What gets past the fast path (into Litestar's route, where the tracing gate sits) is counted.
+        fast = client.app.asgi_handler.app
+        assert isinstance(fast, FastRedirect)
+        behind, reached = fast.app, []
+
+        async def counting(scope: Any, receive: Any, send: Any) -> None:
+            reached.append(scope["path"])
+            await behind(scope, receive, send)
+
+        fast.app = counting
+        for _ in range(5):
+            assert (await client.get("/fast1", headers=headers, follow_redirects=False)).status_code == 302
+    # Tracing on, yet a request not drawn for tracing is answered before Litestar, as with tracing off;
+    # one drawn (by the ratio, or by its caller's sampled traceparent) takes the route and gets its span.
+    assert reached == past_fast_path
+    server_spans = [s for s in log.spans if s.name == "GET /{code}"]
+    assert len(server_spans) == (0 if ratio == 0.0 and not headers else 5)

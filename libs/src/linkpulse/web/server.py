@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -24,10 +25,15 @@ RESTART_PAUSE = 1.0
 """Seconds before a worker that died unasked is started again (a crash loop must not spin the CPU)."""
 
 
-def _config(factory: str, http: HttpSettings, graceful_timeout: float) -> uvicorn.Config:
+HttpProtocol = type[asyncio.Protocol] | str
+"""uvicorn's `http`: "httptools", or a protocol class (the redirect service's answers hot redirects inline)."""
+
+
+def _config(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> uvicorn.Config:
     return uvicorn.Config(
         factory,
         factory=True,
+        http=protocol,
         host=http.host,
         port=http.port,
         log_level=http.log_level.lower(),
@@ -50,13 +56,15 @@ def _own_socket(http: HttpSettings) -> socket.socket:
     return sock
 
 
-def _worker(factory: str, http: HttpSettings, graceful_timeout: float) -> None:
-    config = _config(factory, http, graceful_timeout)
+def _worker(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> None:
+    config = _config(factory, http, graceful_timeout, protocol)
     # uvicorn handles SIGTERM/SIGINT itself: stop accepting, finish in-flight requests, run the shutdown.
     uvicorn.Server(config).run(sockets=[_own_socket(http)])
 
 
-def serve(factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0) -> None:
+def serve(
+    factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0, protocol: HttpProtocol = "httptools"
+) -> None:
     """Serve `module:create_app` until SIGTERM/SIGINT, then finish in-flight requests and run shutdown.
 
     With several workers each process listens on the port with its own SO_REUSEPORT socket, so the kernel
@@ -68,14 +76,15 @@ def serve(factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0) -
         factory: import string of a zero-argument app factory.
         http: bind address, port, worker processes and log level.
         graceful_timeout: seconds in-flight requests get after SIGTERM before the lifespan shutdown.
+        protocol: uvicorn's HTTP protocol, by name or class (a class must be importable by worker processes).
     """
     if http.workers <= 1 or http.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.Server(_config(factory, http, graceful_timeout)).run()
+        uvicorn.Server(_config(factory, http, graceful_timeout, protocol)).run()
         return
-    _supervise(factory, http, graceful_timeout)
+    _supervise(factory, http, graceful_timeout, protocol)
 
 
-def _supervise(factory: str, http: HttpSettings, graceful_timeout: float) -> None:
+def _supervise(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> None:
     """Start `http.workers` processes, restart one that dies unasked, pass SIGTERM/SIGINT on and wait."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or sockets inherited
     stopping: list[int] = []
@@ -87,7 +96,7 @@ def _supervise(factory: str, http: HttpSettings, graceful_timeout: float) -> Non
     signal.signal(signal.SIGINT, on_signal)
 
     def start() -> multiprocessing.process.BaseProcess:
-        proc = context.Process(target=_worker, args=(factory, http, graceful_timeout), daemon=False)
+        proc = context.Process(target=_worker, args=(factory, http, graceful_timeout, protocol), daemon=False)
         proc.start()
         return proc
 

@@ -7,6 +7,9 @@ context) even when the sampler then drops the span. The gate does the sampler's 
 - what is not traced bypasses the middleware: no span object, no context, no attributes; Redis and
   asyncpg instrumentation is suppressed for it too, so a cache miss makes no orphan client spans.
 
+A front door before the gate (the redirect's fast path) may draw first, with `sampling_decision`, and leave
+its draw in the scope under `SAMPLING_KEY`: the gate then takes it as it is, so a request is drawn once.
+
 A request the gate drew is marked (`chosen_by_gate`) so that `linkpulse.telemetry.LinkedRootSampler` keeps
 its root span instead of drawing a second time. Without a known ratio (`root_ratio=None`: a sampler
 configured some other way) every request goes through the middleware and the sampler alone decides.
@@ -15,6 +18,7 @@ configured some other way) every request goes through the middleware and the sam
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +32,34 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
 
-__all__ = ["UNTRACED_PATHS", "ServerSpans", "chosen_by_gate"]
+__all__ = ["SAMPLING_KEY", "UNTRACED_PATHS", "ServerSpans", "chosen_by_gate", "sampling_decision"]
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Probes and scrapes every few seconds would only bury the traces that matter."""
 
+SAMPLING_KEY = "linkpulse.sampling"
+"""Scope key of a sampling decision already drawn for the request (see `sampling_decision`)."""
+
 _CHOSEN = ContextVar("linkpulse_trace_chosen", default=False)
 # Hex digits whose low bit is set: the `sampled` flag at the end of a traceparent.
 _SAMPLED_FLAG = b"13579bdfBDF"
+
+
+def sampling_decision(headers: Iterable[tuple[bytes, bytes]], ratio: float | None) -> bool | None:
+    """Whether to trace a request: None not traced; False through the middleware, the sampler decides; True traced.
+
+    Args:
+        headers: the request's headers, lowercase names (ASGI's `scope["headers"]`).
+        ratio: the root ratio; None when the sampler is not a simple ratio (it then sees every request).
+    """
+    if ratio is None:
+        return False
+    for name, value in headers:
+        if name == b"traceparent":
+            return False if value[-1:] in _SAMPLED_FLAG else None
+    if ratio <= 0.0 or (ratio < 1.0 and random.random() >= ratio):
+        return None
+    return True
 
 
 def chosen_by_gate() -> bool:
@@ -95,16 +119,10 @@ class _SamplingGate(OpenTelemetryInstrumentationMiddleware):
             _CHOSEN.reset(token_chosen)
 
     def _chosen(self, scope: Scope) -> bool | None:
-        """None: not traced; False: through the middleware, the sampler decides; True: traced, drawn here."""
-        ratio = self._ratio
-        if ratio is None:
-            return False
-        for name, value in scope.get("headers", ()):
-            if name == b"traceparent":
-                return False if value[-1:] in _SAMPLED_FLAG else None
-        if ratio <= 0.0 or (ratio < 1.0 and random.random() >= ratio):
-            return None
-        return True
+        """The request's decision (`sampling_decision`): the one drawn before the gate, else drawn now."""
+        if SAMPLING_KEY in scope:
+            return scope[SAMPLING_KEY]  # type: ignore[literal-required, no-any-return]
+        return sampling_decision(scope.get("headers", ()), self._ratio)
 
 
 def _method_only(scope: Scope) -> tuple[str, dict[str, Any]]:

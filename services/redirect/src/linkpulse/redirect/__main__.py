@@ -6,6 +6,7 @@ import os
 import sys
 
 from linkpulse.logs import configure_logging
+from linkpulse.redirect.protocol import RedirectProtocol
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.telemetry import check_tracing_env
 from linkpulse.web.server import serve
@@ -18,7 +19,7 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"linkpulse-redirect: {exc}")
     configure_logging(settings.http.log_level)
-    serve("linkpulse.redirect.app:create_app", settings.http)
+    serve("linkpulse.redirect.app:create_app", settings.http, protocol=RedirectProtocol)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
             budget=ClickBudget(pool, settings.cache.click_count_refresh),
             publisher=publisher,
             click_tracing=click_tracing,
+            trace_ratio=tracing.root_ratio,
             proxies=TrustedProxies(settings.proxy.trusted),
             country_header=settings.proxy.country_header.lower(),
             anonymize_ip=settings.proxy.anonymize_ip,

@@ -1,73 +1,126 @@
-"""The hot path as raw ASGI: a cached, live link answered before Litestar's handler pipeline.
+"""The hot path: a cached, live link answered before Litestar's handler pipeline.
 
 Litestar's pipeline (routing, parameter parsing, a Request and a Response object) costs more than the
 redirect itself: measured here it allows about 10-14k requests/s on 2 cores, a raw ASGI answer about
 twice that (docs/performance.md). So the one request that matters for speed, a GET or HEAD of a code
-the process cache holds, live and without a click limit, is answered here; everything else (a miss,
-a 404 or 410, a link with a click limit, the operational routes, any other method, any traced
-request) goes on to Litestar unchanged, so the rules stay in one place (`routes.py`) and this module
-only short-circuits their most common outcome. Both build the Location and the click the same way.
+the process cache holds, live and without a click limit, is answered by `HotRedirects`; everything
+else (a miss, a 404 or 410, a link with a click limit, the operational routes, any other method, a
+request drawn for tracing) goes on to Litestar unchanged, so the rules stay in one place (`routes.py`) and this
+module only short-circuits their most common outcome. Both build the Location and the click the same way.
+
+Two front doors use it: `FastRedirect`, raw ASGI in front of Litestar (any ASGI server), and
+`linkpulse.redirect.protocol`, which asks it from inside uvicorn's HTTP parser callbacks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from linkpulse.links import status_of
 from linkpulse.redirect.routes import CACHE_CONTROL, click_event, location_of
 from linkpulse.validation import CODE_PATTERN
+from linkpulse.web.server_spans import SAMPLING_KEY, sampling_decision
 
 if TYPE_CHECKING:
     from litestar import Litestar
+    from litestar.datastructures import State
     from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["FastRedirect", "install"]
+__all__ = ["ROUTE", "SAMPLING_KEY", "FastRedirect", "HotRedirects", "install"]
 
 _CACHE_CONTROL = CACHE_CONTROL.encode()
 _BODY = {"type": "http.response.body", "body": b"", "more_body": False}
 ROUTE = "/{code}"
 """The route template the fast answers are counted under, as Litestar's router would name them."""
 
+HeaderGetter = Callable[[str, str], str]
 
-class FastRedirect:
-    """Raw ASGI in front of Litestar's handler: answers cached live redirects, passes everything else on."""
 
-    __slots__ = ("app", "litestar", "reserved")
+class HotRedirects:
+    """Answers a GET or HEAD of a cached, live, unlimited link, queueing its click; declines anything else."""
 
-    def __init__(self, app: ASGIApp, litestar: Litestar, reserved: Iterable[str]) -> None:
-        self.app = app
-        self.litestar = litestar
+    __slots__ = ("reserved", "state")
+
+    def __init__(self, state: State, reserved: Iterable[str]) -> None:
+        self.state = state
         self.reserved = frozenset(reserved)
         """Single-segment paths of other routes (`healthz`, `metrics`, ...): valid codes, never short links."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        state = self.litestar.state
-        code = scope["path"][1:]
-        # Traced requests take the full pipeline, which makes their spans (tracing is off by default).
-        link = None
-        if state.click_tracing is None and code not in self.reserved and CODE_PATTERN.fullmatch(code):
-            link = state.lookup.cached(code)
+    def sampling(self, headers: Iterable[tuple[bytes, bytes]]) -> bool | None:
+        """The request's tracing decision (`sampling_decision`); None, not traced, whenever tracing is off.
+
+        A front door draws it once, before `answer`, and leaves it in the scope under SAMPLING_KEY for the
+        tracing gate: a request not drawn (nearly all, at the default ratio) is answered here with no span
+        at all, so sampling costs the hot path one `random()`; one drawn takes Litestar's route, which traces it.
+        """
+        state = self.state
+        if state.click_tracing is None:
+            return None
+        return sampling_decision(headers, state.trace_ratio)
+
+    def answer(self, is_get: bool, path: str, query: bytes, peer: str, header: HeaderGetter) -> tuple[int, str] | None:
+        """(status, Location) when this request is a hot redirect (its click queued if a GET), else None.
+
+        Only for a request `sampling` did not draw for tracing: its click then carries no traceparent.
+
+        Args:
+            is_get: GET (records a click) rather than HEAD; other methods never reach here.
+            path: the decoded request path, `/code`.
+            query: the raw query string.
+            peer: the direct peer's address.
+            header: `header(lowercase_name, default)`, the first value of a request header.
+        """
+        state = self.state
+        code = path[1:]
+        if code in self.reserved or not CODE_PATTERN.fullmatch(code):
+            return None
+        link = state.lookup.cached(code)
+        if link is None or link.max_clicks is not None:
+            return None
         now_ms = time.time_ns() // 1_000_000
-        if link is None or link.max_clicks is not None or status_of(link, now_ms) == "gone":
+        if status_of(link, now_ms) == "gone":
+            return None
+        if is_get:
+            state.publisher.submit(click_event(state, code, link.id, now_ms, peer, header))
+        return link.redirect_type, location_of(link, query)
+
+
+class FastRedirect:
+    """Raw ASGI in front of Litestar's handler: answers hot redirects, passes everything else on."""
+
+    __slots__ = ("app", "hot")
+
+    def __init__(self, app: ASGIApp, hot: HotRedirects) -> None:
+        self.app = app
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method")
+        if scope["type"] != "http" or (method != "GET" and method != "HEAD"):
             await self.app(scope, receive, send)
             return
-        location = location_of(link, scope["query_string"])
-        if scope["method"] == "GET":
-            # reversed: the first of repeated headers wins, as with Litestar's `headers.get`.
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
-            client = scope.get("client")
-            state.publisher.submit(click_event(state, code, link.id, now_ms, client[0] if client else "", headers.get))
+        if SAMPLING_KEY not in scope:  # not drawn yet by the protocol in front
+            scope[SAMPLING_KEY] = self.hot.sampling(scope["headers"])  # type: ignore[literal-required]
+        if scope[SAMPLING_KEY] is not None:  # type: ignore[literal-required]
+            await self.app(scope, receive, send)
+            return
+        # reversed: the first of repeated headers wins, as with Litestar's `headers.get`.
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+        client = scope.get("client")
+        answer = self.hot.answer(method == "GET", scope["path"], scope["query_string"],
+                                 client[0] if client else "", headers.get)  # fmt: skip
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        status, location = answer
         # The request metrics (which wrap this) label the answer by the route it stands for.
         scope["path_template"] = ROUTE
         await send(
             {
                 "type": "http.response.start",
-                "status": link.redirect_type,
+                "status": status,
                 "headers": [
                     (b"location", location.encode("latin-1")),
                     (b"cache-control", _CACHE_CONTROL),
@@ -79,11 +132,13 @@ class FastRedirect:
 
 
 def install(app: Litestar) -> None:
-    """Put the fast path in front of `app`'s ASGI handler (at startup, once the handler exists; idempotent).
+    """Put the fast path in front of `app`'s ASGI handler and on `app.state.hot_redirects` (startup; idempotent).
 
     Call it before the request metrics wrap the handler, so they count fast answers too.
     """
     if isinstance(app.asgi_handler, FastRedirect):
         return
     reserved = {route.path.strip("/") for route in app.routes if route.path.count("/") == 1 and "{" not in route.path}
-    app.asgi_handler = FastRedirect(app.asgi_handler, app, reserved)
+    hot = HotRedirects(app.state, reserved)
+    app.state.hot_redirects = hot
+    app.asgi_handler = FastRedirect(app.asgi_handler, hot)

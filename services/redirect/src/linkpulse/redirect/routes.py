@@ -52,8 +52,9 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
             state.budget.record(link.id)
         peer = request.client.host if request.client else ""
         state.publisher.submit(click_event(state, code, link.id, now_ms, peer, request.headers.get))
+    # b"", not None: Litestar would serialise None as a JSON "null" body.
     return Response(
-        content=None,
+        content=b"",
         status_code=link.redirect_type,
         headers={"location": location, "cache-control": CACHE_CONTROL},
     )

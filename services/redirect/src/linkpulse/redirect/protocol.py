@@ -1,0 +1,137 @@
+"""uvicorn's httptools protocol with the hot path inside: a cached redirect answered from the parser callback.
+
+Under uvicorn each request costs, before any of our code runs, a scope dict, a request/response cycle
+with an `asyncio.Event`, a Task running the ASGI coroutine, and two `send` messages turned back into
+bytes. For a cached live link none of that is needed: the answer is a few header lines, known the
+moment the request's headers are parsed. So this protocol asks `HotRedirects` in
+`on_headers_complete` and, when it answers, writes the response at once, with no task and no ASGI
+round trip (measured side by side with `linkpulse bench redirect`: docs/performance.md).
+Everything it declines, and every request while another is in progress on the connection
+(pipelining), takes uvicorn's normal path into the Litestar app, unchanged.
+
+It is a subclass of uvicorn's own protocol (pinned in pyproject.toml), handed to uvicorn as
+`Config(http=...)`; what it relies on of uvicorn's internals is exercised by the tests in
+`tests/integration/redirect/test_protocol.py` against a real uvicorn server.
+"""
+
+from __future__ import annotations
+
+import http
+import time
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from linkpulse.redirect.fastpath import ROUTE, SAMPLING_KEY, HotRedirects
+from linkpulse.redirect.routes import CACHE_CONTROL
+from linkpulse.web.request_metrics import REQUEST_METRICS
+
+__all__ = ["RedirectProtocol"]
+
+_STATUS_LINES = {s: f"HTTP/1.1 {s} {http.HTTPStatus(s).phrase}\r\n".encode() for s in (301, 302, 307, 308)}
+_FIXED = b"cache-control: " + CACHE_CONTROL.encode() + b"\r\ncontent-length: 0\r\n"
+_CLOSE = b"connection: close\r\n"
+
+
+class _Answered:
+    """Stands in for uvicorn's request cycle after an inline answer: complete, nothing to wake."""
+
+    __slots__ = ()
+    response_complete = True
+    disconnected = False
+    keep_alive = True
+
+    class message_event:
+        @staticmethod
+        def set() -> None:
+            return None
+
+
+_ANSWERED = _Answered()
+
+
+class _Headers:
+    """`get(name, default)` over uvicorn's parsed header list (lowercase names as bytes): the first value wins."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[bytes, bytes]]) -> None:
+        self.items = items
+
+    def get(self, name: str, default: str) -> str:
+        key = name.encode("latin-1")
+        for header, value in self.items:
+            if header == key:
+                return value.decode("latin-1")
+        return default
+
+
+class RedirectProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol that answers hot redirects inline; see the module docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hot: HotRedirects | None = _hot_redirects(self.app)
+        self._date_source: object = None
+        self._date_lines = b""
+
+    def on_headers_complete(self) -> None:
+        hot = self.hot
+        cycle = self.cycle
+        if hot is None or not (cycle is None or cycle.response_complete) or self.expect_100_continue:
+            super().on_headers_complete()
+            return
+        parser = self.parser
+        method = parser.get_method()
+        if (method != b"GET" and method != b"HEAD") or parser.should_upgrade():
+            super().on_headers_complete()
+            return
+        started = time.perf_counter()
+        # Drawn once here and left for the tracing gate: a request drawn for tracing takes Litestar's route.
+        sampling = self.scope[SAMPLING_KEY] = hot.sampling(self.headers)  # type: ignore[literal-required]
+        if sampling is not None:
+            super().on_headers_complete()
+            return
+        url = httptools.parse_url(self.url)
+        raw_path = url.path
+        # A percent-encoded path is decoded by uvicorn's path; no code needs it, so leave it to that path.
+        answer = None
+        if b"%" not in raw_path and not self.root_path:
+            client = self.client
+            answer = hot.answer(method == b"GET", raw_path.decode("latin-1"), url.query or b"",
+                                client[0] if client else "", _Headers(self.headers).get)  # fmt: skip
+        if answer is None:
+            super().on_headers_complete()
+            return
+        status, location = answer
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        head = (_STATUS_LINES[status], self._default_header_lines(), b"location: ", location.encode("latin-1"))
+        self.transport.write(b"".join((*head, b"\r\n", _FIXED, b"" if keep_alive else _CLOSE, b"\r\n")))
+        self.cycle = _ANSWERED  # type: ignore[assignment]  # a complete cycle, as far as uvicorn looks
+        REQUEST_METRICS.observe(ROUTE, method.decode(), status, time.perf_counter() - started)
+        if not keep_alive:
+            self.transport.close()
+        # What uvicorn does after any response: count it, resume reading, arm the keep-alive timeout.
+        self.on_response_complete()
+
+    def _default_header_lines(self) -> bytes:
+        """uvicorn's default headers (the Date it refreshes every second), as lines; rebuilt when it changes."""
+        source = self.server_state.default_headers
+        if source is not self._date_source:
+            self._date_source = source
+            self._date_lines = b"".join(name + b": " + value + b"\r\n" for name, value in source)
+        return self._date_lines
+
+
+def _hot_redirects(app: Any) -> HotRedirects | None:
+    """The app's `HotRedirects` (set at startup by `fastpath.install`), looking through uvicorn's wrappers."""
+    for _ in range(8):
+        state = getattr(app, "state", None)
+        if state is not None:
+            hot = getattr(state, "hot_redirects", None)
+            return hot if isinstance(hot, HotRedirects) else None
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
