@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from litestar.datastructures import State
     from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ROUTE", "SAMPLING_KEY", "FastRedirect", "HotRedirects", "install"]
+__all__ = ["ROUTE", "FastRedirect", "HotRedirects", "RawHeaders", "install"]
 
 _CACHE_CONTROL = CACHE_CONTROL.encode()
 _BODY = {"type": "http.response.body", "body": b"", "more_body": False}
@@ -36,6 +36,26 @@ ROUTE = "/{code}"
 """The route template the fast answers are counted under, as Litestar's router would name them."""
 
 HeaderGetter = Callable[[str, str], str]
+
+
+class RawHeaders:
+    """`get(name, default)` over raw headers (lowercase names as bytes, as ASGI and uvicorn hold them).
+
+    Decodes only the few headers a click reads, and only for the requests answered: the first value wins,
+    as with Litestar's `headers.get`.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        self.items = items
+
+    def get(self, name: str, default: str) -> str:
+        key = name.encode("latin-1")
+        for header, value in self.items:
+            if header == key:
+                return value.decode("latin-1")
+        return default
 
 
 class HotRedirects:
@@ -82,6 +102,7 @@ class HotRedirects:
         now_ms = time.time_ns() // 1_000_000
         if status_of(link, now_ms) == "gone":
             return None
+        state.lookup.count_local_hit()
         if is_get:
             state.publisher.submit(click_event(state, code, link.id, now_ms, peer, header))
         return link.redirect_type, location_of(link, query)
@@ -106,11 +127,9 @@ class FastRedirect:
         if scope[SAMPLING_KEY] is not None:  # type: ignore[literal-required]
             await self.app(scope, receive, send)
             return
-        # reversed: the first of repeated headers wins, as with Litestar's `headers.get`.
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
         client = scope.get("client")
         answer = self.hot.answer(method == "GET", scope["path"], scope["query_string"],
-                                 client[0] if client else "", headers.get)  # fmt: skip
+                                 client[0] if client else "", RawHeaders(scope["headers"]).get)  # fmt: skip
         if answer is None:
             await self.app(scope, receive, send)
             return

@@ -69,12 +69,18 @@ class LinkLookup:
         self._inflight: dict[str, asyncio.Future[LinkRecord | None]] = {}
 
     def cached(self, code: str) -> LinkRecord | None:
-        """The record when the process cache holds it (counted as a local hit), else None: no I/O, no await."""
+        """The record when the process cache holds it, else None: no I/O, no await, and not counted.
+
+        A fast path may look and then decline (a gone or limited link), after which `get` looks and counts
+        again; so the fast path counts with `count_local_hit` only the lookups it answers.
+        """
         record = self.cache.get(code)
-        if isinstance(record, LinkRecord):
-            _LOCAL.inc()
-            return record
-        return None
+        return record if isinstance(record, LinkRecord) else None
+
+    @staticmethod
+    def count_local_hit() -> None:
+        """Count a lookup answered from the process cache outside `get` (the fast path's answers)."""
+        _LOCAL.inc()
 
     async def get(self, code: str) -> LinkRecord | None:
         """The link, or None when no such code exists. Raises LookupUnavailable when no tier answers."""

@@ -23,9 +23,10 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from linkpulse.redirect.fastpath import ROUTE, SAMPLING_KEY, HotRedirects
+from linkpulse.redirect.fastpath import ROUTE, HotRedirects, RawHeaders
 from linkpulse.redirect.routes import CACHE_CONTROL
 from linkpulse.web.request_metrics import REQUEST_METRICS
+from linkpulse.web.server_spans import SAMPLING_KEY
 
 __all__ = ["RedirectProtocol"]
 
@@ -49,22 +50,6 @@ class _Answered:
 
 
 _ANSWERED = _Answered()
-
-
-class _Headers:
-    """`get(name, default)` over uvicorn's parsed header list (lowercase names as bytes): the first value wins."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list[tuple[bytes, bytes]]) -> None:
-        self.items = items
-
-    def get(self, name: str, default: str) -> str:
-        key = name.encode("latin-1")
-        for header, value in self.items:
-            if header == key:
-                return value.decode("latin-1")
-        return default
 
 
 class RedirectProtocol(HttpToolsProtocol):
@@ -100,7 +85,7 @@ class RedirectProtocol(HttpToolsProtocol):
         if b"%" not in raw_path and not self.root_path:
             client = self.client
             answer = hot.answer(method == b"GET", raw_path.decode("latin-1"), url.query or b"",
-                                client[0] if client else "", _Headers(self.headers).get)  # fmt: skip
+                                client[0] if client else "", RawHeaders(self.headers).get)  # fmt: skip
         if answer is None:
             super().on_headers_complete()
             return
