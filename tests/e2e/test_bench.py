@@ -11,17 +11,25 @@ from pathlib import Path
 
 import pytest
 
+from linkpulse.localstack.process import pid_alive
+from linkpulse.localstack.stack import read_info
+
 pytestmark = pytest.mark.slow
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 
 
-def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run `linkpulse bench` with the servers from their wheels (no LINKPULSE_* URLs of the caller's)."""
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without LINKPULSE_* URLs of the caller's, so the bench starts servers from their wheels."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LINKPULSE_", "OTEL_"))}
+    return {**clean, **(env or {})}
+
+
+def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `linkpulse bench` to its end."""
     return subprocess.run(
         [sys.executable, "-m", "linkpulse.cli.main", "bench", *args],
-        env={**clean, **(env or {})},
+        env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -81,3 +89,31 @@ def test_ingest_mode_drains_pre_published_events_and_reports_its_rate(tmp_path: 
     assert report["stored"] == {"rows": 3000, "distinct": 3000, "rollup_total": 3000, "duplicates": 0}
     assert report["ingest_events_per_s"] > 0 and report["ok"] is True
     assert "ingest events/s" in result.stdout
+
+
+def test_sigterm_stops_the_runs_whole_stack(tmp_path: Path) -> None:
+    """A `timeout` or a CI job ending the bench must not leave its servers and services running."""
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "linkpulse.cli.main", "bench", "ingest", "--links", "20", "--events", "5000000",
+            "--dir", str(run)]  # fmt: skip
+    with subprocess.Popen(argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stderr is not None
+            seen = []
+            for line in proc.stderr:  # the stack is up once the bench publishes (five million events: many seconds)
+                seen.append(line)
+                if "publishing" in line:
+                    break
+            else:
+                raise AssertionError("the bench ended before publishing: " + "".join(seen)[-3000:])
+            info = read_info(run / "stack")
+            assert info is not None
+            running = [pid for pid in info.pids.values() if pid and pid_alive(pid)]
+            assert len(running) >= 3  # nats, redis and postgres at least (this mode has stopped admin by now)
+            proc.terminate()
+            _, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    assert [pid for pid in running if pid_alive(pid)] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -53,7 +54,7 @@ class BenchOptions:
 
 
 def _log(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 class _Run:

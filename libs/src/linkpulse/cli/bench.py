@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -94,12 +95,20 @@ def run(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
     )
     root = args.dir or Path(tempfile.mkdtemp(prefix="linkpulse-bench-"))
+    # A SIGTERM (`timeout`, a CI job's end, kill) unwinds like Ctrl-C, through run_bench's `finally`, so the
+    # run's stack is stopped rather than left running with its servers and data.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = run_bench(options, root)
     except BenchError as exc:
         print(f"linkpulse bench: {exc}", file=sys.stderr)
         print(f"linkpulse bench: logs in {root / 'stack' / 'logs'}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("linkpulse bench: interrupted; the run's stack is stopped", file=sys.stderr)
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+        return 130
     if args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
     print(report.table())
@@ -109,3 +118,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             args.json.write_text(report.to_json())
     return 0 if report.ok else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
