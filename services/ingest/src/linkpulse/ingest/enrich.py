@@ -125,8 +125,12 @@ def normalize_country(country: str) -> str:
     return value
 
 
+@lru_cache(maxsize=65_536)
 def normalize_ip(ip: str | None) -> str | None:
-    """The address in canonical text form for an `inet` column, or None when it is not an IP."""
+    """The address in canonical text form for an `inet` column, or None when it is not an IP.
+
+    Cached: anonymised addresses (a /24 or /48) repeat across clicks, and parsing was a tenth of ingest's CPU.
+    """
     if not ip:
         return None
     try:
