@@ -57,6 +57,7 @@ def test_short_pipeline_run_counts_every_answered_redirect_stored_exactly_once(t
                                                       "every published click stored exactly once"}  # fmt: skip
     assert all(c["ok"] for c in report["checks"]) and report["ok"] is True
     assert report["peak_memory_mb"]["redirect"]["max"] > 10 and report["peak_memory_mb"]["ingest"]["max"] > 10
+    assert report["cached_links_per_worker"] == [300]  # one worker, every link warmed and still cached
     if not ceiling:
         assert report["ceiling"]["requests_per_s"] > 0 and report["ratio_to_ceiling"] > 0
     # The run's folder keeps the logs and the codes it loaded.

@@ -200,6 +200,7 @@ async def test_redirect_metrics_count_requests_by_route_and_status_and_lookups_b
     assert samples.value(redis_ops, operation="link_get", outcome="ok") == 4
     assert samples.value(redis_ops, operation="link_fill", outcome="ok") == 2
     assert samples.value("linkpulse_redirect_redis_errors_total") == 0
+    assert samples.value("linkpulse_redirect_cached_links") == 3  # known, perm, inredis (not the unknown code)
     # The publisher: nothing waits, nothing spilled, nothing failed.
     assert samples.value("linkpulse_publisher_queue_depth") == 0
     assert samples.value("linkpulse_publisher_spill_bytes") == 0

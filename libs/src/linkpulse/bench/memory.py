@@ -1,12 +1,16 @@
-"""Peak memory of a service: the high-water RSS (VmHWM) of its process and every worker it forked."""
+"""Peak memory of a service (the high-water RSS of its process and every worker it forked), and what it held."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import httpx
 import psutil
 
-__all__ = ["peak_rss_mb"]
+__all__ = ["cached_links", "peak_rss_mb"]
+
+_CACHED = re.compile(r"^linkpulse_redirect_cached_links (\S+)$", re.MULTILINE)
 
 
 def _hwm_kb(pid: int) -> int:
@@ -33,3 +37,20 @@ def peak_rss_mb(pid: int | None) -> dict[str, float]:
         return {"max": 0.0, "sum": 0.0}
     peaks = [_hwm_kb(p) / 1024 for p in tree]
     return {"max": round(max(peaks), 1), "sum": round(sum(peaks), 1)}
+
+
+def cached_links(redirect_url: str, scrapes: int = 8) -> list[int]:
+    """Links cached, as the redirect workers' `/metrics` report them: the distinct values seen, sorted.
+
+    Each scrape is a new connection, which the kernel hands to one worker (one socket per worker), so a
+    few scrapes reach each of them; a peak RSS means little without the number of links it held.
+    """
+    seen: set[int] = set()
+    for _ in range(scrapes):
+        try:
+            found = _CACHED.search(httpx.get(f"{redirect_url}/metrics", timeout=10).text)
+        except httpx.HTTPError:
+            continue
+        if found:
+            seen.add(int(float(found.group(1))))
+    return sorted(seen)

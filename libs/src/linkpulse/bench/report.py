@@ -62,6 +62,8 @@ class BenchReport:
     backlog_at_end: int | None = None
     ingest_events_per_s: float | None = None
     memory_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    cached_links: list[int] | None = None
+    """Links cached per redirect worker at the end (distinct values its /metrics showed)."""
     notes: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
 
@@ -93,6 +95,7 @@ class BenchReport:
             "ingest_backlog_at_end": self.backlog_at_end,
             "ingest_events_per_s": round(self.ingest_events_per_s, 1) if self.ingest_events_per_s is not None else None,
             "peak_memory_mb": self.memory_mb,
+            "cached_links_per_worker": self.cached_links,
             "checks": [check.__dict__ for check in self.checks],
             "ok": self.ok,
             "notes": self.notes,
@@ -133,6 +136,8 @@ class BenchReport:
             rows += [("ingest backlog at load end (messages)", f"{self.backlog_at_end:,}")]
         for service, peak in self.memory_mb.items():
             rows += [(f"peak RSS {service}", f"{peak['max']:.0f} MB (all processes {peak['sum']:.0f} MB)")]
+        if self.cached_links:
+            rows += [("links cached per redirect worker", " / ".join(f"{n:,}" for n in self.cached_links))]
         for check in self.checks:
             rows += [(f"check: {check.name}", ("ok" if check.ok else "FAILED") + f" ({check.detail})")]
         width = max(len(name) for name, _ in rows)

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 
 from cachetools import TTLCache
+from prometheus_client import Gauge
 
 from linkpulse.links import LinkRecord, decode_record, encode_record
 
-__all__ = ["MISS", "LinkCache"]
+__all__ = ["CACHED_LINKS", "MISS", "LinkCache"]
 
+CACHED_LINKS = Gauge("linkpulse_redirect_cached_links", "Links held in this process's cache (read at scrape time)")
 MISS = object()
 """Returned by `LinkCache.get` when the cache knows nothing about a code."""
 
