@@ -14,8 +14,14 @@ __all__ = ["IngestSettings", "IngestTuning"]
 class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     """Knobs of the ingest worker itself (`LINKPULSE_INGEST_*`)."""
 
-    batch_size: int = 1000
-    """1000: most messages per fetch; large enough for fast unnest inserts, well under max ack pending."""
+    batch_size: int = 32
+    """32: most messages (envelopes of up to 256 clicks) per fetch, so up to about 8,000 clicks a transaction.
+
+    Every shard fetches at once, and NATS cuts off a client with more than 64 MB waiting to be sent to it
+    (a "slow consumer"): its batches then come back only after the ack wait. At 1000, 16 shards asked for
+    up to 800 MB of full envelopes and the bench's ingest stalled for half a minute at a time; 32 keeps it
+    near 25 MB and measured fastest (docs/performance.md).
+    """
     max_wait: float = 0.5
     """0.5 s: how long an idle fetch waits for messages; also bounds how fast a stop is noticed."""
     retry_delay: float = 1.0
