@@ -49,8 +49,16 @@ class BenchOptions:
     events: int = 0
     """Events pre-published in the ingest and stats modes (0: 500,000 and 10,000,000)."""
     ceiling: bool = True
-    drain_timeout: float = 300.0
-    """Seconds ingest may take, after the load, to store what was published before the run fails."""
+    drain_timeout: float = 0.0
+    """Seconds ingest may take, after the load, to store what was published before the run fails.
+
+    0: 300, or in the ingest and stats modes one second per 5,000 events if that is longer (the stats
+    mode's ten million events all go to one link's shard, so one shard loop stores them).
+    """
+
+    def drain_seconds(self, events: int = 0) -> float:
+        """The drain timeout for a run storing `events` pre-published events."""
+        return self.drain_timeout or max(300.0, events / 5_000)
 
 
 def _log(message: str) -> None:
@@ -170,7 +178,7 @@ class _Run:
         ids = [link_id for _, link_id in self.links]
         if wait:
             _, report.lag_s = asyncio.run(wait_stored(self.info.database_url, ids, everything.distinct,
-                                                      self.options.drain_timeout))  # fmt: skip
+                                                      self.options.drain_seconds(everything.distinct)))  # fmt: skip
         report.check("events published once", everything.events == everything.distinct,
                      f"{everything.events:,} events, {everything.distinct:,} distinct ids")  # fmt: skip
         if wait:
@@ -240,7 +248,7 @@ class _Run:
         self.stack.start_service("ingest")  # returns once ingest is ready, its consumers bound
         ready = time.monotonic()
         rate, whole = asyncio.run(_drain_rate(self.info.database_url, [i for _, i in self.links], events,
-                                              self.options.drain_timeout, spawned, ready))  # fmt: skip
+                                              self.options.drain_seconds(events), spawned, ready))  # fmt: skip
         if whole:
             self.report.notes.append("ingest stored every event before its first count: the rate is a lower "
                                      "bound that includes its start-up (publish more with --events)")  # fmt: skip

@@ -69,8 +69,9 @@ def add_parser(sub: Any) -> None:
                        help="events pre-published: ingest (default 500000), stats (default 10000000)")  # fmt: skip
     bench.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                        help="skip the nginx fixed-302 ceiling")  # fmt: skip
-    bench.add_argument("--drain-timeout", type=_positive(float), default=300.0,
-                       help="seconds ingest may take to store everything after the load (default 300)")  # fmt: skip
+    bench.add_argument("--drain-timeout", type=_positive(float), default=0.0,
+                       help="seconds ingest may take to store everything after the load (default 300, or "
+                            "a second per 5,000 events if longer)")  # fmt: skip
     bench.add_argument("--json", type=Path, help="also write the figures as JSON to this file ('-': stdout)")
     bench.add_argument("--dir", type=Path,
                        help="folder for the run's stack and logs (default: a temporary one, then removed)")  # fmt: skip
