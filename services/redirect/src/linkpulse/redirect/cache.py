@@ -1,10 +1,11 @@
 """In-process link cache: bounded, aged out within a TTL, with negative entries for unknown codes.
 
-A million cached links must fit a redirect process in well under 300 MB (issue 4). A `cachetools`
-TTLCache of decoded records costs about 580 bytes a link (a linked-list node, an OrderedDict entry and
-a size entry beside each record); a plain dict of decoded records about 350. So links are kept as their
-msgpack bytes (the Redis value's encoding, about 210 bytes a link with its key) in two plain dicts, and
-decoded on each hit: 0.2 µs, next to the 50 µs or more a redirect costs.
+A million cached links should fit a redirect process in under 300 MB (issue 4). Measured in process, a
+`cachetools` TTLCache of decoded records costs about 580 bytes a link (a linked-list node, an OrderedDict
+entry and a size entry beside each record); a plain dict of decoded records about 350. So links are kept
+as their msgpack bytes (the Redis value's encoding: about 214 bytes a link with its key) in two plain
+dicts, and decoded on each hit: 0.2 µs, next to the 20 µs or more a redirect costs. Under the bench a
+worker pays about 280 bytes a link, fragmentation included (docs/performance.md).
 
 Ageing is by generation rather than per entry: every ttl/2 the young dict becomes the old one and the
 old one is dropped, so nothing is served more than `ttl` after it was read. When the cache is full,
