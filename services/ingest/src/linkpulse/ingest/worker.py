@@ -150,10 +150,6 @@ class IngestWorker:
         sub = await js.pull_subscribe_bind(durable=ingest_durable(shard), stream=CLICKS_STREAM)
         self._bound.add(shard)
         bound: FilteringBoundLogger = log.bind(shard=shard)
-        # One batch is stored while the next is fetched and decoded: a shard with one hot link (all of a
-        # viral link's clicks land on its shard) keeps this process and Postgres busy at once, instead of
-        # taking turns. Order between a shard's batches does not matter: ids dedupe, rollups add up.
-        storing: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
                 try:
@@ -167,56 +163,26 @@ class IngestWorker:
                     continue
                 if not msgs:  # nats-py returns [] when a pull expires on a status message
                     continue
-                started = time.perf_counter()
                 metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
-                # Held from the fetch on, so it is not redelivered while it waits for the batch before it.
-                held = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
-                try:
-                    batch = prepare(msgs)
-                    if storing is not None:
-                        await storing
-                except BaseException:
-                    held.cancel()
-                    raise
-                storing = asyncio.create_task(self._process(msgs, batch, started, held, stop, bound, shard))
-                storing.add_done_callback(lambda _, held=held: held.cancel())  # however the store ends
-            if storing is not None:
-                await storing  # the batch in hand is finished (or handed back) before the drain
+                await self._process(msgs, stop, bound, shard)
         finally:
-            if storing is not None and not storing.done():
-                # Only on an error or a cancellation: its transaction rolls back, and its unacked
-                # messages come back after the ack wait (ids make the redelivery harmless).
-                storing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await storing
             self._bound.discard(shard)
             # Unsubscribe before the drain: a pull subscription's leftover status replies (from the
             # last expired fetch) are never consumed, and draining would wait on them until its timeout.
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def _process(
-        self,
-        msgs: list[Msg],
-        batch: PreparedBatch,
-        started: float,
-        held: asyncio.Task[None],
-        stop: asyncio.Event,
-        bound: FilteringBoundLogger,
-        shard: int,
-    ) -> bool:
-        """Store a fetched, prepared batch and ack it; True when acked, False when handed back (stop in an outage).
-
-        `started` (perf_counter) is when it was fetched: the batch duration runs from there to the ack.
-        `held` keeps its messages in progress until they are acked or handed back; it is cancelled then.
-        """
+    async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger, shard: int) -> bool:
+        """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
+        started = time.perf_counter()
+        batch = prepare(msgs)
         span = self._batch_span(shard, msgs, batch) if self._tracer is not None else None
         if span is None:
-            result = await self._store_and_ack(msgs, batch, held, stop, bound)
+            result = await self._store_and_ack(msgs, batch, stop, bound)
         else:
             # Current while storing, so the asyncpg spans of this batch's transaction are its children.
             with trace.use_span(span, end_on_exit=True):
-                result = await self._store_and_ack(msgs, batch, held, stop, bound)
+                result = await self._store_and_ack(msgs, batch, stop, bound)
                 if result is not None:
                     span.set_attributes({"linkpulse.ingest.inserted": result.inserted,
                                          "linkpulse.ingest.duplicates": result.duplicates,
@@ -236,18 +202,14 @@ class IngestWorker:
         return True
 
     async def _store_and_ack(
-        self,
-        msgs: list[Msg],
-        batch: PreparedBatch,
-        held: asyncio.Task[None],
-        stop: asyncio.Event,
-        bound: FilteringBoundLogger,
+        self, msgs: list[Msg], batch: PreparedBatch, stop: asyncio.Event, bound: FilteringBoundLogger
     ) -> StoreResult | None:
         """Store, then ack every message; None when the batch was handed back instead (nak)."""
+        keep_alive = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
         try:
             result = await self._store_with_retry(batch, stop, bound)
         finally:
-            held.cancel()
+            keep_alive.cancel()
         if result is None:
             # Stopping while Postgres is away: give the messages back now rather than after ack wait.
             for msg in msgs:
