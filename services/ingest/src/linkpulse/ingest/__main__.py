@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import sys
@@ -16,14 +15,6 @@ from linkpulse.logs import configure_logging
 from linkpulse.telemetry import Tracing, check_tracing_env
 
 __all__ = ["main"]
-
-GC_THRESHOLD = (50_000, 20, 20)
-"""Collections of the youngest generation after 50,000 net allocations, not 700.
-
-A batch is thousands of short-lived, acyclic objects (decoded events, rows); at the default threshold
-the collector ran about 30 times per batch and cost a third of preparing it (measured in process:
-8.6 against 5.8 µs an event). Nothing ingest keeps forms cycles that need collecting sooner.
-"""
 
 
 async def _serve(settings: IngestSettings) -> None:
@@ -58,9 +49,6 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"linkpulse-ingest: {exc}")
     configure_logging(settings.ingest.log_level)
-    # Everything imported so far lives as long as the process: keep it out of every collection.
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
     try:
         import uvloop
     except ImportError:  # Windows: the standard loop is fine, just slower

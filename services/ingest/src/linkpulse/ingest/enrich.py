@@ -102,12 +102,8 @@ def _device_class(ua: str, os_family: str, device: ua_parser.Device | None, is_b
     return "other"
 
 
-@lru_cache(maxsize=65_536)
 def referrer_host(referrer: str) -> str:
-    """Lower-case host of a referrer URL without a leading "www."; "" when absent or not a URL.
-
-    Cached: a link's clicks come from a few pages again and again, and urlsplit is not cheap.
-    """
+    """Lower-case host of a referrer URL without a leading "www."; "" when absent or not a URL."""
     if not referrer:
         return ""
     try:
