@@ -250,7 +250,7 @@ class _Run:
         rate, whole = asyncio.run(_drain_rate(self.info.database_url, [i for _, i in self.links], events,
                                               self.options.drain_seconds(events), spawned, ready))  # fmt: skip
         if whole:
-            self.report.notes.append("ingest stored every event before its first count: the rate is a lower "
+            self.report.notes.append("ingest stored every event before it was seen ready: the rate is a lower "
                                      "bound that includes its start-up (publish more with --events)")  # fmt: skip
         self.report.ingest_events_per_s = rate
         self.memory("ingest")
