@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from linkpulse.links import LinkRecord
-from linkpulse.redirect.cache import MISS, LinkCache
+from linkpulse.redirect.cache import HOT_ENTRIES, MISS, LinkCache
 
 
 def make_cache() -> LinkCache:
@@ -107,3 +107,33 @@ def test_unknown_codes_age_out_on_their_own_shorter_ttl() -> None:
     assert cache.get("nope") is None
     clock.now += 5
     assert cache.get("nope") is MISS
+
+
+def test_a_decoded_hot_copy_never_outlives_its_link() -> None:
+    clock = FakeClock()
+    cache = LinkCache(max_entries=3, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
+    for code in "abc":
+        cache.put(code, link(code))
+        assert cache.get(code) == link(code)  # read once: now also held decoded
+    cache.evict("a")
+    assert cache.get("a") is MISS
+    cache.put("b", link("b", version=2))
+    assert cache.get("b") == link("b", version=2)
+    clock.now += 30  # b and c become the old generation
+    cache.put("d", link("d"))
+    cache.put("e", link("e"))  # full: room is made in the old generation
+    assert sum(cache.get(code) is MISS for code in "bc") == 1
+    assert len(cache) == 3
+    clock.now += 30  # the old generation is dropped: its hot copies with it
+    assert all(cache.get(code) is MISS for code in "bc")
+    assert cache.get("d") == link("d")
+
+
+def test_the_hot_copies_are_bounded() -> None:
+    cache = LinkCache(max_entries=HOT_ENTRIES * 2, ttl=60, negative_max_entries=10, negative_ttl=5)
+    codes = [f"h{i}" for i in range(HOT_ENTRIES + 10)]
+    for code in codes:
+        cache.put(code, link(code))
+    assert all(cache.get(code) == link(code) for code in codes)
+    assert len(cache._hot) <= HOT_ENTRIES
+    assert all(cache.get(code) == link(code) for code in codes)  # all still cached, packed

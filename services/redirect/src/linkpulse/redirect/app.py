@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
 from linkpulse.redirect.budget import ClickBudget
-from linkpulse.redirect.cache import CACHED_LINKS, LinkCache
+from linkpulse.redirect.cache import CACHE_BYTES, CACHED_LINKS, LinkCache
 from linkpulse.redirect.fastpath import install as install_fast_path
 from linkpulse.redirect.invalidation import CacheInvalidator
 from linkpulse.redirect.lookup import LinkLookup
@@ -52,6 +52,7 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
         cache = LinkCache(settings.cache.max_entries, settings.cache.ttl,
                           settings.cache.negative_max_entries, settings.cache.negative_ttl)  # fmt: skip
         CACHED_LINKS.set_function(cache.__len__)
+        CACHE_BYTES.set_function(lambda: cache.nbytes)
         redis = aioredis.Redis.from_url(settings.redis.url, socket_timeout=settings.redis.timeout,
                                         socket_connect_timeout=settings.redis.timeout)  # fmt: skip
         tracing.instrument_redis(redis)

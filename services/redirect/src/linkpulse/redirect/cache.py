@@ -1,13 +1,11 @@
 """In-process link cache: bounded, aged out within a TTL, with negative entries for unknown codes.
 
-A million cached links should fit a redirect process in under 300 MB (issue 4). Measured in process, a
-`cachetools` TTLCache of decoded records costs about 580 bytes a link (a linked-list node, an OrderedDict
-entry and a size entry beside each record); a plain dict of decoded records about 350. So links are kept
-as their msgpack bytes (the Redis value's encoding: about 214 bytes a link with its key) in two plain
-dicts, and decoded on each hit: 0.2 µs, next to the 20 µs or more a redirect costs. Under the bench a
-worker pays about 280 bytes a link, fragmentation included (docs/performance.md).
+A million cached links must fit a redirect process in under 300 MB (issue 4). They are kept packed, as
+encoded records in `LinkTable`s (about 100 bytes a link; a dict of msgpack bytes cost about 280 under
+load, a cachetools TTLCache of records about 580), and the few thousand links being read right now are
+also kept decoded in a small dict in front, so a hot redirect costs one dict lookup.
 
-Ageing is by generation rather than per entry: every ttl/2 the young dict becomes the old one and the
+Ageing is by generation rather than per entry: every ttl/2 the young table becomes the old one and the
 old one is dropped, so nothing is served more than `ttl` after it was read. When the cache is full,
 room is made in the old generation first (then the young one is aged early), so the oldest go first.
 """
@@ -20,17 +18,23 @@ from collections.abc import Callable
 from cachetools import TTLCache
 from prometheus_client import Gauge
 
-from linkpulse.links import LinkRecord, decode_record, encode_record
+from linkpulse.links import LinkRecord
+from linkpulse.redirect.link_table import LinkTable
 
-__all__ = ["CACHED_LINKS", "MISS", "LinkCache"]
+__all__ = ["CACHED_LINKS", "CACHE_BYTES", "HOT_ENTRIES", "MISS", "LinkCache"]
 
 CACHED_LINKS = Gauge("linkpulse_redirect_cached_links", "Links held in this process's cache (read at scrape time)")
+CACHE_BYTES = Gauge(
+    "linkpulse_redirect_cache_bytes", "Bytes of the packed link tables of this process's cache (read at scrape time)"
+)
 MISS = object()
 """Returned by `LinkCache.get` when the cache knows nothing about a code."""
+HOT_ENTRIES = 8192
+"""Decoded records kept in front of the tables: about 2 MB, and under a Zipf-like load most requests."""
 
 
 class LinkCache:
-    """Links in two generations of encoded records; unknown codes in a TTL cache that lives shorter."""
+    """Links in two generations of packed records, the hottest also decoded; unknown codes apart, shorter-lived."""
 
     def __init__(
         self,
@@ -46,8 +50,10 @@ class LinkCache:
         self._max = max_entries
         self._half_ttl = ttl / 2
         self._clock = clock
-        self._young: dict[str, bytes] = {}
-        self._old: dict[str, bytes] = {}
+        self._young = LinkTable()
+        self._old = LinkTable()
+        # Decoded copies of records the tables hold: whatever leaves a table leaves this too.
+        self._hot: dict[str, LinkRecord] = {}
         self._rotate_at = clock() + self._half_ttl
         self._unknown: TTLCache[str, bool] = TTLCache(negative_max_entries, negative_ttl, timer=clock)
         # Lowest version a code may be served at, from LinkChanged events: a stale Redis copy
@@ -60,11 +66,16 @@ class LinkCache:
         """The cached record, None for a known-unknown code, or MISS."""
         if self._clock() >= self._rotate_at:
             self._age()
-        data = self._young.get(code)
-        if data is None:
-            data = self._old.get(code)
-        if data is not None:
-            return decode_record(data)
+        record = self._hot.get(code)
+        if record is not None:
+            return record
+        record = self._young.get(code) or self._old.get(code)
+        if record is not None:
+            if len(self._hot) >= HOT_ENTRIES:
+                # Cleared rather than aged entry by entry: it refills with what is being read.
+                self._hot.clear()
+            self._hot[code] = record
+            return record
         if code in self._unknown:
             return None
         return MISS
@@ -76,19 +87,21 @@ class LinkCache:
         self._unknown.pop(code, None)
         if self._clock() >= self._rotate_at:
             self._age()
-        self._old.pop(code, None)
-        if code not in self._young and len(self._young) + len(self._old) >= self._max:
+        self._hot.pop(code, None)
+        self._old.remove(code)
+        if len(self._young) + len(self._old) >= self._max and self._young.get(code) is None:
             if not self._old:
                 # The young generation alone fills the cache: age it early (the clock's rotation still
                 # drops it on time, so it lives less than ttl, never more).
-                self._old, self._young = self._young, {}
-            self._old.popitem()
-        self._young[code] = encode_record(record)
+                self._old, self._young = self._young, LinkTable()
+            self._hot.pop(self._old.pop_any() or "", None)
+        self._young.put(code, record)
 
     def evict(self, code: str, version: int | None = None) -> None:
         self.generation += 1
-        self._young.pop(code, None)
-        self._old.pop(code, None)
+        self._hot.pop(code, None)
+        self._young.remove(code)
+        self._old.remove(code)
         self._unknown.pop(code, None)
         if version is not None and version > self._floors.get(code, 0):
             self._floors[code] = version
@@ -99,8 +112,8 @@ class LinkCache:
 
     def clear(self) -> None:
         self.generation += 1
-        self._young.clear()
-        self._old.clear()
+        self._young, self._old = LinkTable(), LinkTable()
+        self._hot.clear()
         self._unknown.clear()
 
     def __len__(self) -> int:
@@ -108,13 +121,20 @@ class LinkCache:
             self._age()
         return len(self._young) + len(self._old)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of both generations' tables."""
+        return self._young.nbytes + self._old.nbytes
+
     def _age(self) -> None:
         # Rotations stay on a fixed grid (start + k·ttl/2), so an entry read just after one rotation is
         # dropped at the second one: its age never reaches ttl however rarely the cache is touched.
         now = self._clock()
         if now >= self._rotate_at + self._half_ttl:
             # Idle past two rotations: the young entries are as old as the old ones.
-            self._young, self._old = {}, {}
+            self._young, self._old = LinkTable(), LinkTable()
         else:
-            self._old, self._young = self._young, {}
+            self._old, self._young = self._young, LinkTable()
+        # The hot copies may be of old-generation links, dropped just now.
+        self._hot.clear()
         self._rotate_at += self._half_ttl * ((now - self._rotate_at) // self._half_ttl + 1)

@@ -20,7 +20,7 @@ __all__ = ["CacheSettings", "ProxySettings", "PublisherSettings", "RedirectSetti
 
 class CacheSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_entries: int = 1_000_000
-    """Links kept in process memory, per worker process; about 280 bytes each under load (docs/performance.md)."""
+    """Links kept in process memory, per worker process; about 100 bytes each (docs/performance.md)."""
     ttl: float = 300.0
     """Seconds a cached link lives; LinkChanged events evict sooner, the TTL only bounds a missed one."""
     negative_ttl: float = 30.0
