@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from linkpulse.bench.nginx import nginx_ceiling
+from linkpulse.bench.wrk import LoadSpec, run_wrk
 from linkpulse.localstack.process import pid_alive
 from linkpulse.localstack.stack import read_info
 
@@ -118,3 +120,18 @@ def test_sigterm_stops_the_runs_whole_stack(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert "interrupted" in err
     assert [pid for pid in running if pid_alive(pid)] == []
+
+
+@needs_wrk
+@pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx is not installed")
+@pytest.mark.timeout(120)
+def test_a_limited_load_ends_when_every_thread_reaches_its_limit(tmp_path: Path) -> None:
+    """The warm-up's shape: wrk would otherwise idle out its whole -d (100 minutes for a million links)."""
+    codes = tmp_path / "codes.txt"
+    codes.write_text("".join(f"c{i}\n" for i in range(50)))
+    with nginx_ceiling(tmp_path / "nginx", workers=1) as url:
+        # -d far beyond the test's timeout: only the limit can end this run in time.
+        spec = LoadSpec(url=url, codes_file=codes, duration=3600, connections=4, threads=2, order="cycle", limit=500)
+        result = run_wrk(spec)
+    assert 2 * 500 <= result.requests < 2 * 500 + 4 * 2  # each thread's limit, plus what was in flight
+    assert result.bad_status == 0

@@ -85,7 +85,12 @@ if limit > 0 then
   -- Only when a limit is asked: a response() callback makes wrk hand every response to Lua.
   function response(status, headers, body)
     answered = answered + 1
-    if answered >= limit then wrk.thread:stop() end
+    if answered == limit then
+      -- The bench stops wrk when every thread has said so: wrk itself would wait out its -d.
+      io.write("LINKPULSE_BENCH_THREAD_DONE\n")
+      io.stdout:flush()
+      wrk.thread:stop()
+    end
   end
 end
 

@@ -75,3 +75,5 @@ def nginx_ceiling(root: Path, workers: int) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

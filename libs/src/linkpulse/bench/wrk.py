@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 __all__ = ["BenchError", "LoadSpec", "WrkResult", "find_wrk", "parse_wrk_output", "run_wrk"]
 
 _MARKER = "LINKPULSE_BENCH_JSON "
+_THREAD_DONE = "LINKPULSE_BENCH_THREAD_DONE"
 
 
 class BenchError(RuntimeError):
@@ -119,8 +122,53 @@ def run_wrk(spec: LoadSpec, *, wrk: str | None = None) -> WrkResult:
             str(script_path),
             spec.url,
         ]
+        returncode, stdout, stderr = _run(argv, env, spec)
+    if returncode != 0:
+        raise BenchError(f"wrk exited {returncode}: {stderr.strip() or stdout.strip()}")
+    return parse_wrk_output(stdout)
+
+
+def _run(argv: list[str], env: dict[str, str], spec: LoadSpec) -> tuple[int, str, str]:
+    """Run wrk; (exit code, stdout, stderr). With a limit, stop it once every thread has reached it.
+
+    wrk's main thread sleeps for the whole -d whatever its threads do, so a thread that stops at its
+    limit only idles: a million-link warm-up (-d sized generously, in case the server is slow) would
+    wait out its 6,000 s. load.lua prints a line when a thread is done, and the last one's line gets wrk
+    a SIGINT, on which it stops at once and still prints its summary.
+    """
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    out: list[str] = []
+    err: list[str] = []
+
+    def read_stdout() -> None:
+        done = 0
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith(_THREAD_DONE):
+                done += 1
+                if spec.limit and done >= spec.threads and proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            else:
+                out.append(line)
+
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)]  # type: ignore[arg-type]  # fmt: skip
+    for reader in readers:
+        reader.start()
+    try:
         # Bounded: wrk stops itself after -d; the margin covers its start and its last timeouts.
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=spec.duration + 60, check=False)
-    if proc.returncode != 0:
-        raise BenchError(f"wrk exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return parse_wrk_output(proc.stdout)
+        proc.wait(timeout=spec.duration + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise BenchError(f"wrk did not finish within {spec.duration + 60:.0f} s") from None
+    except BaseException:  # Ctrl-C or the bench's SIGTERM: wrk goes with the run
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    return proc.returncode, "".join(out), "".join(err)
