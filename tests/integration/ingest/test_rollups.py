@@ -141,3 +141,15 @@ async def test_buckets_are_utc_whatever_the_sessions_time_zone(
         "SELECT bucket, value FROM link_dimension_day WHERE link_id = $1 AND dimension = 'country'", link
     )
     assert [tuple(r) for r in dims] == [(date(2025, 3, 10), "IN")]
+
+
+async def test_rollup_tables_leave_room_for_in_place_updates(db: asyncpg.Connection) -> None:
+    """Every batch updates its links' rollup rows: half-full pages keep those updates HOT (no new index entries)."""
+    options = await db.fetch(
+        "SELECT relname, reloptions FROM pg_class WHERE relname = ANY($1::text[]) ORDER BY relname",
+        ["link_totals", "link_clicks_minute", "link_clicks_hour", "link_clicks_day", "link_dimension_day"],
+    )
+    assert {r["relname"]: r["reloptions"] for r in options} == {
+        name: ["fillfactor=50"]
+        for name in ("link_clicks_day", "link_clicks_hour", "link_clicks_minute", "link_dimension_day", "link_totals")
+    }
