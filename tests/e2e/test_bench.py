@@ -94,6 +94,21 @@ def test_ingest_mode_drains_pre_published_events_and_reports_its_rate(tmp_path: 
     assert "ingest events/s" in result.stdout
 
 
+@needs_wrk
+def test_stats_mode_seeds_one_link_and_measures_its_stats_endpoint(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = bench("stats", "--events", "3000", "--duration", "2", "--connections", "4", "--json", str(out),
+                   "--dir", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["stored"] == {"rows": 3000, "distinct": 3000, "rollup_total": 3000, "duplicates": 0}
+    load = report["load"]
+    assert load["requests"] > 0 and load["status_400_plus"] == 0 and report["ok"] is True
+    # The seeding's drain is a note, never printed as a lag behind live traffic.
+    assert report["ingest_lag_s"] is None
+    assert any(note.startswith("seeding: ingest stored the last events") for note in report["notes"])
+
+
 def test_sigterm_stops_the_runs_whole_stack(tmp_path: Path) -> None:
     """A `timeout` or a CI job ending the bench must not leave its servers and services running."""
     run = tmp_path / "run"
