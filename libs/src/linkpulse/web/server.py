@@ -53,7 +53,7 @@ def loaded_server(config: uvicorn.Config) -> uvicorn.Server:
     Modules, the app and its routes (some 75,000 tracked objects in the redirect service) live as long as
     the process; frozen, a full collection no longer walks them. Under `linkpulse bench` a redirect
     worker's full collections took 49-60 ms each, a stall every request waiting behind it paid (the
-    p99.9 was 49-51 ms); frozen, they took 2-22 ms and the p99.9 was 14-21 ms.
+    p99.9 was 49-76 ms in four runs); frozen, they took 2-25 ms and the p99.9 was 14-23 ms.
     """
     config.load()
     gc.freeze()
