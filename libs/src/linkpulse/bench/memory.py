@@ -24,7 +24,9 @@ def _hwm_kb(pid: int) -> int:
 
 
 def peak_rss_mb(pid: int | None) -> dict[str, float]:
-    """`{"max": MB, "sum": MB}` over the process tree of `pid` (each process's own peak; Linux only).
+    """`{"max": MiB, "sum": MiB}` over the process tree of `pid` (each process's own peak; Linux only).
+
+    MiB (2**20 bytes), though the JSON's key says `peak_memory_mb`, kept for the machines that read it.
 
     "max" is the largest single process (the figure a per-process limit meets); "sum" adds the workers.
     Read it before the processes exit: the kernel forgets a process's peak with it.

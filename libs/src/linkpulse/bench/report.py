@@ -135,7 +135,7 @@ class BenchReport:
         if self.backlog_at_end is not None:
             rows += [("ingest backlog at load end (messages)", f"{self.backlog_at_end:,}")]
         for service, peak in self.memory_mb.items():
-            rows += [(f"peak RSS {service}", f"{peak['max']:.0f} MB (all processes {peak['sum']:.0f} MB)")]
+            rows += [(f"peak RSS {service}", f"{peak['max']:.0f} MiB (all processes {peak['sum']:.0f} MiB)")]
         if self.cached_links:
             rows += [("links cached per redirect worker", " / ".join(f"{n:,}" for n in self.cached_links))]
         for check in self.checks:
