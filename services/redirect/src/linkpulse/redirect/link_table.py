@@ -46,8 +46,8 @@ class LinkTable:
         self._locs = [array("q", bytes(8 * _FIRST_SLOTS)) for _ in range(_PARTS)]
         self._filled = [0] * _PARTS
         """Slots of each part ever used since its last grow: live ones and removed ones."""
-        self._sweep = 0
-        """Where `pop_any` goes on looking: part * 2**32 + slot."""
+        self._sweep = (0, 0)
+        """Where `pop_any` goes on looking: (part, slot)."""
         self.live = 0
 
     def __len__(self) -> int:
@@ -62,7 +62,7 @@ class LinkTable:
     def get(self, code: str) -> LinkRecord | None:
         """The record of `code`, or None."""
         found = self._find(code)
-        return found[1] if found is not None else None
+        return found[2] if found is not None else None
 
     def put(self, code: str, record: LinkRecord) -> bool:
         """Store `record` under `code` (replacing any); False when it is too long to keep here."""
@@ -76,20 +76,14 @@ class LinkTable:
         if found is not None:
             # The replaced record's bytes stay in the arena until the generation is dropped: replacements
             # follow change events, which are rare beside the reads that fill the cache.
-            slot = found[0]
-            self._locs[slot >> 32][slot & 0xFFFFFFFF] = loc
+            part, i, _ = found
+            self._locs[part][i] = loc
             return True
         h = hash(code) or 1
         part = h & (_PARTS - 1)
         if 2 * (self._filled[part] + 1) > len(self._hashes[part]):
             self._grow(part)
-        hashes = self._hashes[part]
-        mask = len(hashes) - 1
-        i = (h >> _PART_BITS) & mask
-        while hashes[i] != _EMPTY:
-            i = (i + 1) & mask
-        hashes[i] = h
-        self._locs[part][i] = loc
+        _place(self._hashes[part], self._locs[part], h, loc)
         self._filled[part] += 1
         self.live += 1
         return True
@@ -99,8 +93,8 @@ class LinkTable:
         found = self._find(code)
         if found is None:
             return False
-        slot = found[0]
-        self._locs[slot >> 32][slot & 0xFFFFFFFF] = _GONE
+        part, i, _ = found
+        self._locs[part][i] = _GONE
         self.live -= 1
         return True
 
@@ -111,7 +105,7 @@ class LinkTable:
         """
         if self.live == 0:
             return None
-        part, start = self._sweep >> 32, self._sweep & 0xFFFFFFFF
+        part, start = self._sweep
         # One lap at most (plus the part it started in, from its first slot): a table that is not swept
         # may have taken links behind the cursor.
         for _ in range(_PARTS + 1):
@@ -121,7 +115,7 @@ class LinkTable:
                 if loc != _GONE and hashes[i] != _EMPTY:
                     locs[i] = _GONE
                     self.live -= 1
-                    self._sweep = (part << 32) | (i + 1)
+                    self._sweep = (part, i + 1)
                     return self._record_at(loc).code
             part, start = (part + 1) % _PARTS, 0
         return None
@@ -130,8 +124,8 @@ class LinkTable:
         start = loc >> _LENGTH_BITS
         return decode_record(self._arena[start : start + (loc & _LENGTH_MASK)])
 
-    def _find(self, code: str) -> tuple[int, LinkRecord] | None:
-        """(part * 2**32 + slot, record) of `code`'s live slot, or None."""
+    def _find(self, code: str) -> tuple[int, int, LinkRecord] | None:
+        """(part, slot, record) of `code`'s live slot, or None."""
         h = hash(code) or 1
         part = h & (_PARTS - 1)
         hashes = self._hashes[part]
@@ -144,7 +138,7 @@ class LinkTable:
                 if loc != _GONE:
                     record = self._record_at(loc)
                     if record.code == code:
-                        return (part << 32) | i, record
+                        return part, i, record
             elif found == _EMPTY:
                 return None
             i = (i + 1) & mask
@@ -158,15 +152,20 @@ class LinkTable:
         while size < 3 * (len(live) + 1):
             size *= 2
         hashes, locs = array("q", bytes(8 * size)), array("q", bytes(8 * size))
-        mask = size - 1
         for h, loc in live:
-            i = (h >> _PART_BITS) & mask
-            while hashes[i] != _EMPTY:
-                i = (i + 1) & mask
-            hashes[i] = h
-            locs[i] = loc
+            _place(hashes, locs, h, loc)
         self._hashes[part], self._locs[part] = hashes, locs
         self._filled[part] = len(live)
         # The sweep cursor may point into this part: slots moved, so start the part over.
-        if self._sweep >> 32 == part:
-            self._sweep = part << 32
+        if self._sweep[0] == part:
+            self._sweep = (part, 0)
+
+
+def _place(hashes: array[int], locs: array[int], h: int, loc: int) -> None:
+    """Put (h, loc) in the first empty slot of h's probe sequence (the part has room: it is at most half full)."""
+    mask = len(hashes) - 1
+    i = (h >> _PART_BITS) & mask
+    while hashes[i] != _EMPTY:
+        i = (i + 1) & mask
+    hashes[i] = h
+    locs[i] = loc
