@@ -169,15 +169,19 @@ class _Run:
         with nginx_ceiling(self.root / "nginx", self.options.redirect_workers) as url:
             self.report.ceiling = run_wrk(self.spec(url, codes))
 
-    def count_exactly_once(self, after_seq: int, *, wait: bool) -> None:
-        """Published vs stored: every event published after `after_seq` stored once, and the rollups agree."""
+    def count_exactly_once(self, after_seq: int, *, wait: bool) -> float | None:
+        """Published vs stored: every event published after `after_seq` stored once, and the rollups agree.
+
+        With `wait`, first waits for ingest to store them all and returns the seconds that took.
+        """
         report = self.report
+        waited = None
         nats_url = self.info.nats_url
         asyncio.run(settled_last_seq(nats_url))
         everything = asyncio.run(published_events(nats_url, after_seq))
         ids = [link_id for _, link_id in self.links]
         if wait:
-            _, report.lag_s = asyncio.run(wait_stored(self.info.database_url, ids, everything.distinct,
+            _, waited = asyncio.run(wait_stored(self.info.database_url, ids, everything.distinct,
                                                       self.options.drain_seconds(everything.distinct)))  # fmt: skip
         report.check("events published once", everything.events == everything.distinct,
                      f"{everything.events:,} events, {everything.distinct:,} distinct ids")  # fmt: skip
@@ -187,6 +191,7 @@ class _Run:
                          stored.rows == stored.distinct == everything.distinct and stored.rollup_total == stored.rows,
                          f"published {everything.distinct:,}, rows {stored.rows:,}, distinct {stored.distinct:,}, "
                          f"rollups {stored.rollup_total:,}")  # fmt: skip
+        return waited
 
     def check_load(self, before_load: int | None = None) -> None:
         """No errors; with `before_load`, the server answered what wrk saw plus at most one request a connection."""
@@ -227,7 +232,7 @@ class _Run:
         self.stack.stop_service("admin")
         before_warm, before_load = self.drive(codes)
         self.report.backlog_at_end = asyncio.run(ingest_backlog(self.info.nats_url, self.shards))
-        self.count_exactly_once(before_warm, wait=True)
+        self.report.lag_s = self.count_exactly_once(before_warm, wait=True)
         self.memory("redirect", "ingest")
         self.report.cached_links = cached_links(self.info.redirect_url)
         self.check_load(before_load)
@@ -254,7 +259,7 @@ class _Run:
                                      "bound that includes its start-up (publish more with --events)")  # fmt: skip
         self.report.ingest_events_per_s = rate
         self.memory("ingest")
-        self.count_exactly_once(seq, wait=True)
+        self.report.lag_s = self.count_exactly_once(seq, wait=True)
 
     def stats(self) -> None:
         """Latency of GET /api/v1/links/{code}/stats for one link holding many events (a week of history)."""
@@ -264,13 +269,9 @@ class _Run:
         seq = asyncio.run(stream_last_seq(self.info.nats_url))
         _log(f"seeding {events:,} events on one link through the ingest path")
         asyncio.run(publish_clicks(self.info.nats_url, self.links, events, self.shards, spread_ms=WEEK_MS))
-        self.count_exactly_once(seq, wait=True)
-        # The wait above is the seeding's drain, not a lag behind live traffic: say so rather than print it
-        # as "ingest lag at the end" (events a week old would make that figure meaningless anyway).
-        if self.report.lag_s is not None:
-            self.report.notes.append(f"seeding: ingest stored the last events {self.report.lag_s:.0f} s after "
-                                     "publishing ended")  # fmt: skip
-            self.report.lag_s = None
+        # The seeding's drain, not a lag behind live traffic: a note, never "ingest lag at the end".
+        seeded = self.count_exactly_once(seq, wait=True)
+        self.report.notes.append(f"seeding: ingest stored the last events {seeded:.0f} s after publishing ended")
         _log("load: the stats endpoint (default window: 7 days by hour)")
         auth = f"Bearer {self.info.admin_key}"
         connections = min(self.options.connections, 16)
