@@ -165,6 +165,13 @@ class IngestWorker:
                     continue
                 metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
                 await self._process(msgs, stop, bound, shard)
+            # A pull that expired as its last messages came in leaves them buffered in the client (the next
+            # fetch would take them first). Stopping, there is no next fetch: store these too, or they come
+            # back to the next ingest after the ack wait as redeliveries.
+            if sub.pending_msgs:
+                with contextlib.suppress(TimeoutError, nats.errors.Error):
+                    left = await sub.fetch(sub.pending_msgs, timeout=self.tuning.max_wait)
+                    await self._process(left, stop, bound, shard)
         finally:
             self._bound.discard(shard)
             # Unsubscribe before the drain: a pull subscription's leftover status replies (from the
