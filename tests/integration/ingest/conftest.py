@@ -18,6 +18,7 @@ from nats.js.api import PubAck
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id, shard_for
 from linkpulse.ingest.settings import IngestSettings
+from linkpulse.ingest.store import prepare_connection
 from linkpulse.ingest.worker import IngestWorker
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import CLICKS_STREAM, click_subject, ingest_durable
@@ -47,6 +48,13 @@ def ingest_env(service_env: dict[str, str]) -> dict[str, str]:
         "LINKPULSE_INGEST_RETRY_DELAY": "0.1",
         "LINKPULSE_DATABASE_POOL_MAX": "8",
     }
+
+
+@pytest.fixture
+async def ingest_db(db: asyncpg.Connection) -> asyncpg.Connection:
+    """`db` prepared as the ingest pool prepares each connection (its staging table): for `write_batch`."""
+    await prepare_connection(db)
+    return db
 
 
 @pytest.fixture

@@ -119,25 +119,25 @@ async def test_rollups_match_the_known_mix(
 
 
 async def test_buckets_are_utc_whatever_the_sessions_time_zone(
-    db: asyncpg.Connection, make_link: Callable[[str], Awaitable[int]]
+    ingest_db: asyncpg.Connection, make_link: Callable[[str], Awaitable[int]]
 ) -> None:
     """A pod's Postgres session may carry any TimeZone (a cluster default, a role setting): buckets stay UTC."""
     link = await make_link("tz")
     # 23:45 UTC is 05:15 the next day in Kolkata (+05:30): a local bucket would move the hour, the day and
     # the dimension row's date.
     rows = [click_row(click("tz", link, ms(2025, 3, 10, 23, 45, 0), country="IN")) for _ in range(2)]
-    async with db.transaction():
-        await db.execute("SET LOCAL TimeZone = 'Asia/Kolkata'")
-        result = await write_batch(db, [*rows, rows[0]], [])  # the repeat is a duplicate, stored once
+    async with ingest_db.transaction():
+        await ingest_db.execute("SET LOCAL TimeZone = 'Asia/Kolkata'")
+        result = await write_batch(ingest_db, [*rows, rows[0]], [])  # the repeat is a duplicate, stored once
     assert (result.inserted, result.duplicates) == (2, 1)
     for table, bucket in (
         ("link_clicks_minute", utc(2025, 3, 10, 23, 45)),
         ("link_clicks_hour", utc(2025, 3, 10, 23)),
         ("link_clicks_day", utc(2025, 3, 10)),
     ):
-        found = await db.fetch(f"SELECT bucket, clicks FROM {table} WHERE link_id = $1", link)
+        found = await ingest_db.fetch(f"SELECT bucket, clicks FROM {table} WHERE link_id = $1", link)
         assert [tuple(r) for r in found] == [(bucket, 2)], table
-    dims = await db.fetch(
+    dims = await ingest_db.fetch(
         "SELECT bucket, value FROM link_dimension_day WHERE link_id = $1 AND dimension = 'country'", link
     )
     assert [tuple(r) for r in dims] == [(date(2025, 3, 10), "IN")]

@@ -10,7 +10,7 @@ from tests.integration.ingest.conftest import click, eventually
 
 from linkpulse.db.errors import is_unavailable
 from linkpulse.ingest.batch import click_row
-from linkpulse.ingest.store import store_batch
+from linkpulse.ingest.store import prepare_connection, store_batch
 
 
 async def test_store_recovers_after_its_session_is_terminated(
@@ -19,7 +19,7 @@ async def test_store_recovers_after_its_session_is_terminated(
     link = await make_link("recover")
     rows = [click_row(click("recover", link))]
     # One connection only: the retry can succeed only if the broken one is replaced, never reused.
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1, init=prepare_connection)
     try:
         async with pool.acquire() as conn:
             pid = conn.get_server_pid()

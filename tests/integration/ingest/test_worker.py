@@ -23,7 +23,7 @@ from tests.integration.ingest.conftest import (
 
 from linkpulse.ids import shard_for
 from linkpulse.ingest.batch import prepare
-from linkpulse.ingest.store import store_batch
+from linkpulse.ingest.store import prepare_connection, store_batch
 from linkpulse.localstack.servers import PostgresServer
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import CLICKS_STREAM, click_subject, ingest_durable
@@ -75,7 +75,7 @@ async def test_redelivery_after_a_committed_but_unacked_batch_counts_once(
     # 1. A worker that commits the batch and dies before acking: store it, then hand the message back.
     sub = await js.pull_subscribe_bind(durable=ingest_durable(shard), stream=CLICKS_STREAM)
     [msg] = await sub.fetch(10, timeout=5)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1, init=prepare_connection)
     try:
         batch = prepare([msg])
         result = await store_batch(pool, batch.rows, batch.dead_letters, timeout=5)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 from nats.aio.msg import Msg
 
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id
-from linkpulse.ingest.batch import ClickRow, prepare
+from linkpulse.ingest.batch import MAX_TS, MIN_TS, ClickRow, prepare
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -40,9 +37,9 @@ def test_envelope_becomes_enriched_rows_with_the_event_time() -> None:
     assert batch.dead_letters == []
     assert batch.rows == [
         ClickRow(
-            id=uuid.UUID(event.id),
+            id=event.id,
             # The event's own milliseconds, exactly: (id, ts) is the dedupe key.
-            ts=datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC),
+            ts=1_700_000_000_123,
             link_id=7,
             code="abc",
             ip="203.0.113.0",
@@ -89,6 +86,9 @@ def test_envelope_with_an_unstorable_event_is_dead_lettered_whole() -> None:
         ClickEvent(id="not-a-uuid", code="a", link_id=1, ts=1),
         ClickEvent(id=new_event_id(), code="a", link_id=2**63, ts=1),
         ClickEvent(id=new_event_id(), code="a", link_id=1, ts=10**18),
+        # Just outside what ingest stores (years 1 to 9999, as ever); the ends themselves are stored.
+        ClickEvent(id=new_event_id(), code="a", link_id=1, ts=MAX_TS + 1),
+        ClickEvent(id=new_event_id(), code="a", link_id=1, ts=MIN_TS - 1),
     ):
         payload = encode(ClickBatch(id="e", events=[ClickEvent(id=new_event_id(), code="a", link_id=1, ts=1), event]))
         batch = prepare([delivered(payload, stream_seq=1)])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from nats.aio.msg import Msg
@@ -21,17 +21,36 @@ from linkpulse.ingest.enrich import (
     referrer_host,
 )
 
-__all__ = ["ClickRow", "DeadLetter", "MessageRows", "PreparedBatch", "click_row", "dead_letter", "prepare"]
+__all__ = [
+    "MAX_TS",
+    "MIN_TS",
+    "ClickRow",
+    "DeadLetter",
+    "MessageRows",
+    "PreparedBatch",
+    "click_row",
+    "dead_letter",
+    "event_id",
+    "prepare",
+]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BIGINT = 2**63
+# Milliseconds of 0001-01-01 and 9999-12-31T23:59:59.999 UTC: the range ingest has always accepted (Python's
+# datetime's), well inside Postgres's timestamptz.
+MIN_TS = -62_135_596_800_000
+MAX_TS = 253_402_300_799_999
+# What the redirect mints (str of a UUID): taken as is. Any other spelling uuid.UUID accepts is rewritten
+# to this one, so an event's id is the same text, and the same uuid, on every delivery.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class ClickRow(NamedTuple):
-    """One `click_events` row, in column order."""
+    """One `click_events` row, in column order, as ingest stages it (`store.STAGE`): Postgres converts id and ts."""
 
-    id: uuid.UUID
-    ts: datetime
+    id: str
+    """The event id in canonical text form; cast to uuid in Postgres."""
+    ts: int
+    """Milliseconds since the epoch, UTC, exactly as the event carries them; Postgres makes the timestamptz."""
     link_id: int
     code: str
     ip: str | None
@@ -91,17 +110,15 @@ def click_row(event: ClickEvent) -> ClickRow:
     """Enrich one event into a row; raise ValueError when a field cannot be stored as is."""
     if not -_BIGINT <= event.link_id < _BIGINT:
         raise ValueError(f"link_id {event.link_id} out of range")
-    try:
-        # Exact milliseconds from the event (never now()): (id, ts) must be equal on every redelivery.
-        ts = _EPOCH + timedelta(milliseconds=event.ts)
-    except OverflowError:
-        raise ValueError(f"ts {event.ts} out of range") from None
+    # Exact milliseconds from the event (never now()): (id, ts) must be equal on every redelivery.
+    if not MIN_TS <= event.ts <= MAX_TS:
+        raise ValueError(f"ts {event.ts} out of range")
     ua = clean_text(event.ua, MAX_UA)
     referrer = clean_text(event.referrer, MAX_REFERRER)
     agent = enrich_user_agent(ua)
     return ClickRow(
-        id=uuid.UUID(event.id),
-        ts=ts,
+        id=event_id(event.id),
+        ts=event.ts,
         link_id=event.link_id,
         code=clean_text(event.code, 64),
         ip=normalize_ip(event.ip),
@@ -115,6 +132,17 @@ def click_row(event: ClickEvent) -> ClickRow:
         device=agent.device,
         is_bot=agent.is_bot,
     )
+
+
+def event_id(value: str) -> str:
+    """The id in canonical form; ValueError when it is no UUID.
+
+    Building a uuid.UUID for every click cost more than the rest of its validation, and asyncpg then spent
+    as long again encoding it: ids travel as text and Postgres casts them.
+    """
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(uuid.UUID(value))
 
 
 def dead_letter(msg: Msg, error: str) -> DeadLetter:

@@ -102,8 +102,13 @@ def _device_class(ua: str, os_family: str, device: ua_parser.Device | None, is_b
     return "other"
 
 
+@lru_cache(maxsize=8192)
 def referrer_host(referrer: str) -> str:
-    """Lower-case host of a referrer URL without a leading "www."; "" when absent or not a URL."""
+    """Lower-case host of a referrer URL without a leading "www."; "" when absent or not a URL.
+
+    Cached: a few pages send most referred clicks, and urlsplit costs more than the lookup (at most
+    8,192 referrers of 2 KB: 16 MB).
+    """
     if not referrer:
         return ""
     try:

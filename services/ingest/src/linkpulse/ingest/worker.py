@@ -25,7 +25,7 @@ from linkpulse.ingest import metrics
 from linkpulse.ingest.batch import PreparedBatch, dead_letter, prepare
 from linkpulse.ingest.enrich import warm_up
 from linkpulse.ingest.settings import IngestSettings
-from linkpulse.ingest.store import StoreResult, ensure_partitions, store_batch
+from linkpulse.ingest.store import StoreResult, ensure_partitions, prepare_connection, store_batch
 from linkpulse.messaging.connect import connect
 from linkpulse.messaging.streams import CLICKS_STREAM, CLICKS_SUBJECTS, click_subject, ingest_consumer, ingest_durable
 from linkpulse.messaging.tracing import batch_links, header_traceparent, messaging_attributes
@@ -98,6 +98,7 @@ class IngestWorker:
             self.settings.database,
             min_size=0,
             max_size=self.settings.clicks.shards + 1,
+            init=prepare_connection,
             # A batch's transaction is never idle for long; one that is belongs to a frozen or partitioned
             # process, and its row locks on the rollups would stall every other pod until its TCP died.
             # Postgres ends it; the process, if it wakes, retries with a fresh connection (ids dedupe).
