@@ -141,6 +141,7 @@ def test_every_tuning_value_reaches_its_setting() -> None:
     assert redirect.nats.reconnect_wait == 0.75 and redirect.nats.connect_timeout == 3
     ingest = from_env(IngestSettings, env["ingest"])
     assert (ingest.ingest.batch_size, ingest.ingest.max_wait, ingest.ingest.retry_delay) == (500, 0.25, 2)
+    assert ingest.ingest.linger == 0.05
     assert ingest.ingest.log_level == "debug"
     admin = from_env(AdminSettings, env["admin"])
     assert admin.admin.max_body_bytes == 2_097_152 and admin.admin.relay_interval == 0.5
@@ -148,6 +149,14 @@ def test_every_tuning_value_reaches_its_setting() -> None:
     streams = from_env(StreamsSettings, env["setup"])  # the init container (the install defers the hook)
     assert streams.clicks.max_bytes == 4_294_967_296 and streams.clicks.max_age == 86400
     assert streams.clicks.duplicate_window == 300 and streams.clicks.ack_wait == 90
+
+
+def test_an_ingest_linger_of_zero_is_written_not_dropped() -> None:
+    # 0 turns lingering off; a template that tested the value for truth would leave the 0.2 s default.
+    out = render({"ingest": {"linger": 0}})
+    env = {c["name"]: out.environment(c) for _, c in out.linkpulse_containers()}
+    assert env["ingest"]["LINKPULSE_INGEST_LINGER"] == "0"
+    assert from_env(IngestSettings, env["ingest"]).ingest.linger == 0
 
 
 def test_all_clicks_settings_agree_across_publishers_consumers_and_setup(rendered: Rendered) -> None:

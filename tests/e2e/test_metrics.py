@@ -281,7 +281,7 @@ async def test_ingest_metrics_count_stored_duplicate_and_dead_events_batches_and
             await locker.execute("LOCK TABLE click_events IN ACCESS EXCLUSIVE MODE")
             _, url = await start_service(
                 "linkpulse.ingest", "LINKPULSE_INGEST_METRICS_PORT", LINKPULSE_INGEST_BATCH_SIZE="2",
-                LINKPULSE_INGEST_MAX_WAIT="0.1",
+                LINKPULSE_INGEST_MAX_WAIT="0.1", LINKPULSE_INGEST_LINGER="0",  # each fetch its own batch
             )  # fmt: skip
             lag = "linkpulse_ingest_lag_messages"
 

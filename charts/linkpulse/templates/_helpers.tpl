@@ -369,6 +369,7 @@ ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|
 {{- $_ := set $plain "LINKPULSE_INGEST_LOG_LEVEL" (toString $s.logLevel) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_SIZE" "value" $s.batchSize) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_MAX_WAIT" "value" $s.maxWait) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_LINGER" "value" $s.linger) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETRY_DELAY" "value" $s.retryDelay) -}}
 {{- else if eq $c "admin" -}}
 {{- $s := $v.admin -}}

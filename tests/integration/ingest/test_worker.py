@@ -21,7 +21,8 @@ from tests.integration.ingest.conftest import (
     stored,
 )
 
-from linkpulse.ids import shard_for
+from linkpulse.events import ClickBatch, encode
+from linkpulse.ids import new_event_id, shard_for
 from linkpulse.ingest.batch import prepare
 from linkpulse.ingest.store import prepare_connection, store_batch
 from linkpulse.localstack.servers import PostgresServer
@@ -272,3 +273,54 @@ async def test_message_postgres_rejects_is_dead_lettered_and_its_batch_mates_are
     assert "CheckViolationError" in dead[0]["error"]
     assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", good_id) == 3
     assert await db.fetchval("SELECT count(*) FROM link_totals WHERE link_id = $1", evil_id) == 0
+
+
+def _batches() -> tuple[float, float]:
+    """(batches stored, messages in them) so far: the worker's batch size histogram."""
+    count = REGISTRY.get_sample_value("linkpulse_ingest_batch_size_count") or 0.0
+    return count, REGISTRY.get_sample_value("linkpulse_ingest_batch_size_sum") or 0.0
+
+
+async def _held(js: JetStreamContext, shard: int, messages: int) -> bool:
+    """True when the worker holds `messages` of the shard delivered but not yet acked."""
+    return (await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))).num_ack_pending == messages
+
+
+async def test_a_small_batch_lingers_until_its_messages_fill_batch_bytes(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("linger")
+    shard = shard_for("linger", clicks_settings.shards)
+    envelopes = [ClickBatch(id=new_event_id(), events=[click("linger", link_id)]) for _ in range(3)]
+    full = sum(len(encode(envelope)) for envelope in envelopes)
+    before = _batches()
+    # A linger longer than the test: only reaching batch_bytes (all three messages) can end the batch.
+    async with run_worker(LINKPULSE_INGEST_LINGER="120", LINKPULSE_INGEST_BATCH_BYTES=str(full)):
+        await publish(js, envelopes[0].events, clicks_settings.shards, envelope_id=envelopes[0].id)
+        await eventually(lambda: _held(js, shard, 1))
+        assert await db.fetchval("SELECT count(*) FROM click_events") == 0  # in hand, waiting for more
+        for envelope in envelopes[1:]:
+            await publish(js, envelope.events, clicks_settings.shards, envelope_id=envelope.id)
+        await eventually(lambda: stored(db, js, clicks_settings, 3))
+    after = _batches()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 3)  # one transaction for the three
+
+
+async def test_a_stop_while_lingering_stores_the_batch_in_hand(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("linger-stop")
+    shard = shard_for("linger-stop", clicks_settings.shards)
+    async with run_worker(LINKPULSE_INGEST_LINGER="120"):  # run_worker allows the stop 15 s, not 120
+        await publish(js, [click("linger-stop", link_id)], clicks_settings.shards)
+        await eventually(lambda: _held(js, shard, 1))
+    assert await stored(db, js, clicks_settings, 1)  # stored and acked, not handed back to wait for redelivery
+    assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 1

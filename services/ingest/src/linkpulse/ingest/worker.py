@@ -40,10 +40,12 @@ MAX_BACKOFF = 10.0
 IN_PROGRESS_PER_ACK_WAIT = 3
 """A held batch tells JetStream it is still being worked on three times per ack wait, well before it runs out."""
 PARTITIONS_EVERY = 86400.0
+"""Partition upkeep runs on start and then daily; it prepares three months ahead."""
+MIN_FETCH = 0.005
+"""A linger with less time left than this stores the batch: a shorter pull would expire on the way."""
 
 IDLE_IN_TRANSACTION = "10s"
 """Postgres ends an ingest transaction idle this long (see `_work`): far above a batch's own pauses."""
-"""Partition upkeep runs on start and then daily; it prepares three months ahead."""
 
 
 class IngestWorker:
@@ -164,6 +166,7 @@ class IngestWorker:
                     continue
                 if not msgs:  # nats-py returns [] when a pull expires on a status message
                     continue
+                await self._fill(sub, msgs, stop)
                 metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
                 await self._process(msgs, stop, bound, shard)
             # A pull that expired as its last messages came in leaves them buffered in the client (the next
@@ -179,6 +182,25 @@ class IngestWorker:
             # last expired fetch) are never consumed, and draining would wait on them until its timeout.
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    async def _fill(self, sub: JetStreamContext.PullSubscription, msgs: list[Msg], stop: asyncio.Event) -> None:
+        """Add to a batch that came back small until it holds `batch_bytes` or `linger` has passed.
+
+        Each fetch asks for at most `batch_size` messages, so what NATS sends at once stays bounded.
+        """
+        deadline = time.monotonic() + self.tuning.linger
+        size = sum(len(msg.data) for msg in msgs)
+        while size < self.tuning.batch_bytes and not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= MIN_FETCH:
+                return
+            try:
+                # At most max_wait at a time, so that a stop is noticed as soon as when idle.
+                more = await sub.fetch(self.tuning.batch_size, timeout=min(left, self.tuning.max_wait))
+            except (TimeoutError, nats.errors.Error):
+                return  # nothing more came (or the fetch failed): store what is in hand
+            msgs.extend(more)
+            size += sum(len(msg.data) for msg in more)
 
     async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger, shard: int) -> bool:
         """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
