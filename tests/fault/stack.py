@@ -113,9 +113,19 @@ class FaultStack:
         return proc, url
 
     async def start_ingest(self, name: str = "ingest", **extra: str) -> ManagedProcess:
-        """Start an ingest process; returns once it is pulling from shard 0."""
+        """Start an ingest process; returns once it has bound every shard's consumer and starts pulling.
+
+        Its own `ingest.started` line says so. (A waiting pull on a consumer does not: with a backlog, and
+        while a batch lingers, a pulling process can have none open for long stretches.)
+        """
+        log = self.root / "logs" / f"{name}.log"
+        before = _started_lines(log)  # a restart under the same name appends to the same log
         proc = self._start(name, "linkpulse.ingest", self.env(**extra))
-        await _wait_ready(proc, lambda: _pulling(self.nats_url))
+
+        async def started() -> bool:
+            return _started_lines(log) > before
+
+        await _wait_ready(proc, started)
         return proc
 
     def _start(self, name: str, module: str, env: dict[str, str]) -> ManagedProcess:
@@ -161,6 +171,11 @@ class FaultStack:
             deliveries=sum(i.delivered.consumer_seq or 0 for i in infos if i.delivered is not None),
         )
 
+    async def consumers_idle(self) -> bool:
+        """True when ingest has nothing left to fetch and nothing in hand: every click so far is stored."""
+        totals = await self.consumer_totals()
+        return totals.pending == 0 and totals.ack_pending == 0
+
     async def redeliveries(self) -> int:
         """Deliveries beyond the first of each message, over the consumers' whole life.
 
@@ -186,11 +201,7 @@ class FaultStack:
         result.merge(again)
         per_code, dups = await self.wait_stored(result.total_answered, timeout)
 
-        async def idle() -> bool:
-            totals = await self.consumer_totals()
-            return totals.pending == 0 and totals.ack_pending == 0
-
-        await eventually(idle, timeout, "ingest consumers idle")
+        await eventually(self.consumers_idle, timeout, "ingest consumers idle")
         per_code, dups = await self.stored()  # again, once idle: nothing arrives late
         print(
             f"{label}: {result.summary()} stored={sum(per_code.values())} duplicates={dups} "
@@ -305,15 +316,5 @@ async def _wait_ready(proc: ManagedProcess, check: Callable[[], Awaitable[bool]]
         await asyncio.sleep(0.05)
 
 
-async def _pulling(nats_url: str) -> bool:
-    try:
-        nc = await nats.connect(nats_url, connect_timeout=1, allow_reconnect=False)
-    except Exception:
-        return False
-    try:
-        info = await nc.jetstream().consumer_info(CLICKS_STREAM, ingest_durable(0))
-        return bool(info.num_waiting)
-    except Exception:
-        return False
-    finally:
-        await nc.close()
+def _started_lines(log: Path) -> int:
+    return log.read_bytes().count(b'"ingest.started"') if log.exists() else 0

@@ -24,7 +24,7 @@ import nats
 import pytest
 import redis.asyncio
 from tests.fault.load import drive
-from tests.fault.stack import FaultStack
+from tests.fault.stack import FaultStack, eventually
 
 from linkpulse.apikeys import generate_key, hash_key
 from linkpulse.messaging.streams import CLICKS_STREAM, LINKS_STREAM
@@ -108,7 +108,12 @@ async def _start(stack: FaultStack) -> Env:
 
 
 async def snapshot(env: Env) -> dict[str, Any]:
-    """Everything a request could change (last_used_at and publish marks are bookkeeping, left out)."""
+    """Everything a request could change (last_used_at and publish marks are bookkeeping, left out).
+
+    Taken once ingest has stored every click so far: one an earlier test's redirect published may still be
+    in a batch that lingers for more (LINKPULSE_INGEST_LINGER), and would land between two snapshots.
+    """
+    await eventually(env.stack.consumers_idle, 30, "ingest consumers idle")
     conn = await asyncpg.connect(env.db_url)
     try:
         db = dict(

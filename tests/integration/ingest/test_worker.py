@@ -21,8 +21,7 @@ from tests.integration.ingest.conftest import (
     stored,
 )
 
-from linkpulse.events import ClickBatch, encode
-from linkpulse.ids import new_event_id, shard_for
+from linkpulse.ids import shard_for
 from linkpulse.ingest.batch import prepare
 from linkpulse.ingest.store import prepare_connection, store_batch
 from linkpulse.localstack.servers import PostgresServer
@@ -286,7 +285,7 @@ async def _held(js: JetStreamContext, shard: int, messages: int) -> bool:
     return (await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))).num_ack_pending == messages
 
 
-async def test_a_small_batch_lingers_until_its_messages_fill_batch_bytes(
+async def test_clicks_that_come_while_a_small_batch_lingers_join_its_transaction(
     js: JetStreamContext,
     db: asyncpg.Connection,
     make_link: MakeLink,
@@ -295,19 +294,31 @@ async def test_a_small_batch_lingers_until_its_messages_fill_batch_bytes(
 ) -> None:
     link_id = await make_link("linger")
     shard = shard_for("linger", clicks_settings.shards)
-    envelopes = [ClickBatch(id=new_event_id(), events=[click("linger", link_id)]) for _ in range(3)]
-    full = sum(len(encode(envelope)) for envelope in envelopes)
     before = _batches()
-    # A linger longer than the test: only reaching batch_bytes (all three messages) can end the batch.
-    async with run_worker(LINKPULSE_INGEST_LINGER="120", LINKPULSE_INGEST_BATCH_BYTES=str(full)):
-        await publish(js, envelopes[0].events, clicks_settings.shards, envelope_id=envelopes[0].id)
+    # The pause outlasts the two publishes below by far; the test waits for events, never for the pause.
+    async with run_worker(LINKPULSE_INGEST_LINGER="5"):
+        await publish(js, [click("linger", link_id)], clicks_settings.shards)
         await eventually(lambda: _held(js, shard, 1))
-        assert await db.fetchval("SELECT count(*) FROM click_events") == 0  # in hand, waiting for more
-        for envelope in envelopes[1:]:
-            await publish(js, envelope.events, clicks_settings.shards, envelope_id=envelope.id)
+        assert await db.fetchval("SELECT count(*) FROM click_events") == 0  # in hand, lingering
+        for _ in range(2):
+            await publish(js, [click("linger", link_id)], clicks_settings.shards)
         await eventually(lambda: stored(db, js, clicks_settings, 3))
     after = _batches()
     assert (after[0] - before[0], after[1] - before[1]) == (1, 3)  # one transaction for the three
+
+
+async def test_a_batch_that_holds_batch_bytes_is_stored_without_lingering(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("full")
+    # A linger of 120 s (capped at a third of the 60 s ack wait): only skipping it stores within the 15 s.
+    async with run_worker(LINKPULSE_INGEST_LINGER="120", LINKPULSE_INGEST_BATCH_BYTES="1"):
+        await publish(js, [click("full", link_id)], clicks_settings.shards)
+        await eventually(lambda: stored(db, js, clicks_settings, 1), timeout=15)
 
 
 async def test_a_stop_while_lingering_stores_the_batch_in_hand(
@@ -319,7 +330,7 @@ async def test_a_stop_while_lingering_stores_the_batch_in_hand(
 ) -> None:
     link_id = await make_link("linger-stop")
     shard = shard_for("linger-stop", clicks_settings.shards)
-    async with run_worker(LINKPULSE_INGEST_LINGER="120"):  # run_worker allows the stop 15 s, not 120
+    async with run_worker(LINKPULSE_INGEST_LINGER="120"):  # run_worker allows the stop 15 s, not 20 or 120
         await publish(js, [click("linger-stop", link_id)], clicks_settings.shards)
         await eventually(lambda: _held(js, shard, 1))
     assert await stored(db, js, clicks_settings, 1)  # stored and acked, not handed back to wait for redelivery

@@ -41,8 +41,6 @@ IN_PROGRESS_PER_ACK_WAIT = 3
 """A held batch tells JetStream it is still being worked on three times per ack wait, well before it runs out."""
 PARTITIONS_EVERY = 86400.0
 """Partition upkeep runs on start and then daily; it prepares three months ahead."""
-MIN_FETCH = 0.005
-"""A linger with less time left than this stores the batch: a shorter pull would expire on the way."""
 
 IDLE_IN_TRANSACTION = "10s"
 """Postgres ends an ingest transaction idle this long (see `_work`): far above a batch's own pauses."""
@@ -184,23 +182,27 @@ class IngestWorker:
                 await sub.unsubscribe()
 
     async def _fill(self, sub: JetStreamContext.PullSubscription, msgs: list[Msg], stop: asyncio.Event) -> None:
-        """Add to a batch that came back small until it holds `batch_bytes` or `linger` has passed.
+        """Add to a batch that came back small: wait `linger` for more clicks, then take what came, up to `batch_bytes`.
 
-        Each fetch asks for at most `batch_size` messages, so what NATS sends at once stays bounded.
+        The wait is a plain pause, not a pull left open: a pull that expires as messages reach it can leave
+        them in the client's buffer, out of reach of this batch's keep-alive, and after a Postgres outage
+        longer than the ack wait they came back as redeliveries (the 30 s outage fault test saw 1 and 21).
+        A fetch made when messages are waiting returns them at once. The first messages are not kept alive
+        during the pause, so it never exceeds the keep-alive's own interval (a third of the ack wait).
         """
-        deadline = time.monotonic() + self.tuning.linger
         size = sum(len(msg.data) for msg in msgs)
-        while size < self.tuning.batch_bytes and not stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= MIN_FETCH:
-                return
+        linger = min(self.tuning.linger, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT)
+        if size >= self.tuning.batch_bytes or linger <= 0 or await _wait(stop, linger):
+            return
+        while size < self.tuning.batch_bytes:
             try:
-                # At most max_wait at a time, so that a stop is noticed as soon as when idle.
-                more = await sub.fetch(self.tuning.batch_size, timeout=min(left, self.tuning.max_wait))
+                more = await sub.fetch(self.tuning.batch_size, timeout=self.tuning.max_wait)
             except (TimeoutError, nats.errors.Error):
-                return  # nothing more came (or the fetch failed): store what is in hand
+                return  # nothing came during the pause (or the fetch failed): store what is in hand
             msgs.extend(more)
             size += sum(len(msg.data) for msg in more)
+            if len(more) < self.tuning.batch_size:
+                return  # took everything that had come
 
     async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger, shard: int) -> bool:
         """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
