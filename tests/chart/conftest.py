@@ -103,7 +103,15 @@ _ALL_TUNING: dict[str, Any] = {
         ],
         "autoscaling": {"targetMemoryUtilizationPercentage": 80},
     },
-    "ingest": {"logLevel": "debug", "batchSize": 500, "maxWait": 0.25, "linger": 0.05, "retryDelay": 2},
+    "ingest": {
+        "logLevel": "debug",
+        "batchSize": 500,
+        "maxWait": 0.25,
+        "linger": 0.05,
+        "batchBytes": 16_000_000,
+        "concurrentStores": 4,
+        "retryDelay": 2,
+    },
     "admin": {
         "workers": 2,
         "ownHosts": ["l.example.net"],

@@ -370,6 +370,8 @@ ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_SIZE" "value" $s.batchSize) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_MAX_WAIT" "value" $s.maxWait) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_LINGER" "value" $s.linger) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_BYTES" "value" $s.batchBytes) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_CONCURRENT_STORES" "value" $s.concurrentStores) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETRY_DELAY" "value" $s.retryDelay) -}}
 {{- else if eq $c "admin" -}}
 {{- $s := $v.admin -}}

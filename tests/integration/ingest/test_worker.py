@@ -335,3 +335,117 @@ async def test_a_stop_while_lingering_stores_the_batch_in_hand(
         await eventually(lambda: _held(js, shard, 1))
     assert await stored(db, js, clicks_settings, 1)  # stored and acked, not handed back to wait for redelivery
     assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 1
+
+
+async def test_a_backlog_fills_its_batch_up_to_batch_bytes_without_lingering(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("backlog")
+    for _ in range(10):
+        await publish(js, [click("backlog", link_id)], clicks_settings.shards)
+    before = _batches()
+    # Fetches of 2 come back full, so more is waiting: the worker fetches on at once rather than pausing
+    # the linger (120 s, capped at 20), and the ten messages make one transaction within the 15 s.
+    async with run_worker(LINKPULSE_INGEST_BATCH_SIZE="2", LINKPULSE_INGEST_LINGER="120"):
+        await eventually(lambda: stored(db, js, clicks_settings, 10), timeout=15)
+    after = _batches()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 10)
+
+
+def _codes_on_distinct_shards(count: int, shards: int) -> list[str]:
+    by_shard: dict[int, str] = {}
+    for code in (f"slot{i}" for i in range(1000)):
+        by_shard.setdefault(shard_for(code, shards), code)
+    return list(by_shard.values())[:count]
+
+
+async def test_no_more_than_concurrent_stores_batches_are_in_postgres_at_once(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+    ingest_env: dict[str, str],
+) -> None:
+    codes = _codes_on_distinct_shards(3, clicks_settings.shards)
+    links = {code: await make_link(code) for code in codes}
+    # A test transaction locks the rollups, so a batch that reaches Postgres waits there on the lock.
+    blocker = await asyncpg.connect(ingest_env["LINKPULSE_DATABASE_URL"])
+    lock = blocker.transaction()
+    await lock.start()
+    await blocker.execute("LOCK TABLE link_totals IN EXCLUSIVE MODE")
+
+    async def waiting_on_the_lock() -> int:
+        return await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+
+    try:
+        async with run_worker(LINKPULSE_INGEST_CONCURRENT_STORES="2", LINKPULSE_INGEST_LINGER="0"):
+            for code in codes:
+                await publish(js, [click(code, links[code])], clicks_settings.shards)
+            await eventually(lambda: _all_held(js, codes, clicks_settings.shards))
+            await eventually(lambda: _at_least(waiting_on_the_lock(), 2))
+            # The third batch is fetched and held (kept alive), but waits for a slot outside Postgres.
+            assert await waiting_on_the_lock() == 2
+            await lock.rollback()
+            await eventually(lambda: stored(db, js, clicks_settings, 3))
+    finally:
+        await blocker.close()
+    for code in codes:
+        assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", links[code]) == 1
+
+
+async def _at_least(count: Awaitable[int], least: int) -> bool:
+    return await count >= least
+
+
+async def _all_held(js: JetStreamContext, codes: list[str], shards: int) -> bool:
+    return all([await _held(js, shard_for(code, shards), 1) for code in codes])
+
+
+def _db_errors() -> float:
+    return REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0
+
+
+async def test_a_stop_during_an_outage_hands_back_batches_still_waiting_for_a_slot_untried(
+    js: JetStreamContext,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+    postgres_server: PostgresServer,
+) -> None:
+    codes = _codes_on_distinct_shards(3, clicks_settings.shards)
+    links = {code: await make_link(code) for code in codes}
+    for code in codes:
+        await publish(js, [click(code, links[code])], clicks_settings.shards)
+    name = "ingest_slots_outage"  # not created yet: a Postgres that is down
+    url = postgres_server.url_for(name)
+    before = _db_errors()
+
+    async def failed_twice() -> bool:
+        return _db_errors() >= before + 2
+
+    try:
+        async with run_worker(LINKPULSE_DATABASE_URL=url, LINKPULSE_INGEST_CONCURRENT_STORES="1"):
+            # One batch holds the slot and retries; the other two wait for it, held and kept alive.
+            await eventually(failed_twice)
+            await eventually(lambda: _all_held(js, codes, clicks_settings.shards))
+            at_stop = _db_errors()
+        # The slot's holder may be mid-try when the stop comes; the two waiters never try a Postgres that
+        # was away at the last try (a partitioned one would hold each for a connect or command timeout).
+        assert _db_errors() - at_stop <= 1
+        await asyncio.to_thread(postgres_server.create_database, name, "linkpulse_template")
+        conn = await asyncpg.connect(url)
+        try:
+            async with run_worker(LINKPULSE_DATABASE_URL=url):
+                # Within 15 s of a 60 s ack wait: all three were handed back (naked), none left to time out.
+                await eventually(lambda: stored(conn, js, clicks_settings, 3), timeout=15)
+        finally:
+            await conn.close()
+    finally:
+        await asyncio.to_thread(postgres_server.psql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")

@@ -16,7 +16,7 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     """Knobs of the ingest worker itself (`LINKPULSE_INGEST_*`)."""
 
     batch_size: int = 32
-    """32: most messages (envelopes of up to 256 clicks) per fetch, so up to about 8,000 clicks a transaction.
+    """32: most messages (envelopes of up to 256 clicks) per fetch, about 8,000 clicks; several fill a batch.
 
     Every shard fetches at once, and NATS cuts off a client with more than 64 MB waiting to be sent to it
     (a "slow consumer"): its batches then come back only after the ack wait. At 1000, 16 shards asked for
@@ -33,8 +33,21 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     of CPU in 30 s. Lingering, it spent 14 s while the stack answered 8,400-9,700 redirects/s instead of
     6,400-6,800 (`linkpulse bench pipeline`, docs/performance.md). Clicks reach the stats that much later.
     """
-    batch_bytes: Annotated[int, msgspec.Meta(gt=0)] = 2_000_000
-    """2 MB: a lingering batch is stored once its messages hold this much (about 8,000 clicks)."""
+    batch_bytes: Annotated[int, msgspec.Meta(gt=0)] = 8_000_000
+    """8 MB: a batch is stored once its messages hold this much (about 32,000 clicks).
+
+    Behind a backlog, the more clicks of a link a transaction holds, the fewer rollup rows it updates a
+    click: a drain of 2 million round-robin clicks stored 46,000 a second at 2 MB and 63,000 at 8 MB
+    (`linkpulse bench ingest --events 2000000`, docs/performance.md). 16 MB was no faster and doubled the
+    worker's memory.
+    """
+    concurrent_stores: Annotated[int, msgspec.Meta(gt=0)] = 3
+    """3: batches decoded and stored at once by this worker; the other shards' batches wait as raw bytes.
+
+    With every shard storing at once, 16 transactions of 32,000 clicks shared two cores: each ran
+    seconds, and the decoded batches held 580 MB. A few at a time keep Postgres busy (one batch is being
+    decoded or acked while others are in Postgres) and the worker near 300 MB.
+    """
     retry_delay: float = 1.0
     """1 s: first backoff when Postgres fails (doubling up to 10 s), and the nak delay on shutdown."""
     metrics_port: int = 0

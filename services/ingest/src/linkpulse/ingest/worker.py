@@ -59,6 +59,10 @@ class IngestWorker:
         self._nc: Client | None = None
         self._stop: asyncio.Event | None = None
         self._bound: set[int] = set()
+        # Decoding and storing take a slot; fetched batches wait for one as raw bytes. A transaction
+        # per shard at once (16) ran each one slower and held every decoded batch in memory at once.
+        self._store_slots = asyncio.Semaphore(self.tuning.concurrent_stores)
+        self._db_failing = False
 
     def ready(self) -> bool:
         """Ready: connected to NATS with every shard's consumer bound, and not stopping.
@@ -151,6 +155,7 @@ class IngestWorker:
         sub = await js.pull_subscribe_bind(durable=ingest_durable(shard), stream=CLICKS_STREAM)
         self._bound.add(shard)
         bound: FilteringBoundLogger = log.bind(shard=shard)
+        handed_back = False
         try:
             while not stop.is_set():
                 try:
@@ -166,11 +171,13 @@ class IngestWorker:
                     continue
                 await self._fill(sub, msgs, stop)
                 metrics.LAG.labels(str(shard)).set(msgs[-1].metadata.num_pending)
-                await self._process(msgs, stop, bound, shard)
+                handed_back = not await self._process(msgs, stop, bound, shard)
             # A pull that expired as its last messages came in leaves them buffered in the client (the next
             # fetch would take them first). Stopping, there is no next fetch: store these too, or they come
-            # back to the next ingest after the ack wait as redeliveries.
-            if sub.pending_msgs:
+            # back to the next ingest after the ack wait as redeliveries. Not after a hand-back (Postgres
+            # is away): `pending_msgs` counts stale status replies too, and the fetch then sends a new pull,
+            # which can catch the very messages just naked and take them out of reach until the ack wait.
+            if sub.pending_msgs and not handed_back:
                 with contextlib.suppress(TimeoutError, nats.errors.Error):
                     left = await sub.fetch(sub.pending_msgs, timeout=self.tuning.max_wait)
                     await self._process(left, stop, bound, shard)
@@ -182,17 +189,24 @@ class IngestWorker:
                 await sub.unsubscribe()
 
     async def _fill(self, sub: JetStreamContext.PullSubscription, msgs: list[Msg], stop: asyncio.Event) -> None:
-        """Add to a batch that came back small: wait `linger` for more clicks, then take what came, up to `batch_bytes`.
+        """Add to a batch until its messages hold `batch_bytes`: at once behind a backlog, after `linger` otherwise.
 
-        The wait is a plain pause, not a pull left open: a pull that expires as messages reach it can leave
-        them in the client's buffer, out of reach of this batch's keep-alive, and after a Postgres outage
-        longer than the ack wait they came back as redeliveries (the 30 s outage fault test saw 1 and 21).
-        A fetch made when messages are waiting returns them at once. The first messages are not kept alive
-        during the pause, so it never exceeds the keep-alive's own interval (a third of the ack wait).
+        A full fetch means more is waiting (a backlog, or a drain after an outage): fetching on at once
+        makes transactions of about 32,000 clicks, where each link's rollup rows are updated once for
+        many of its clicks. A short fetch means live traffic: the batch pauses `linger` for more clicks.
+        The pause is a plain wait, not a pull left open: a pull that expires as messages reach it can
+        leave them in the client's buffer, out of reach of this batch's keep-alive, and after a Postgres
+        outage longer than the ack wait they came back as redeliveries (the 30 s outage fault test saw 1
+        and 21). A fetch made when messages are waiting returns them at once. The first messages are not
+        kept alive during the pause, so it never exceeds the keep-alive's own interval (a third of the
+        ack wait).
         """
         size = sum(len(msg.data) for msg in msgs)
         linger = min(self.tuning.linger, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT)
-        if size >= self.tuning.batch_bytes or linger <= 0 or await _wait(stop, linger):
+        if size >= self.tuning.batch_bytes or linger <= 0:
+            return
+        backlog = len(msgs) >= self.tuning.batch_size
+        if not backlog and await _wait(stop, linger):
             return
         while size < self.tuning.batch_bytes:
             try:
@@ -206,15 +220,31 @@ class IngestWorker:
 
     async def _process(self, msgs: list[Msg], stop: asyncio.Event, bound: FilteringBoundLogger, shard: int) -> bool:
         """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
+        # Kept alive from the start: a batch may wait for a store slot as long as other shards' batches take.
+        keep_alive = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
+        try:
+            async with self._store_slots:
+                return await self._process_in_slot(msgs, keep_alive, stop, bound, shard)
+        finally:
+            keep_alive.cancel()
+
+    async def _process_in_slot(
+        self,
+        msgs: list[Msg],
+        keep_alive: asyncio.Task[None],
+        stop: asyncio.Event,
+        bound: FilteringBoundLogger,
+        shard: int,
+    ) -> bool:
         started = time.perf_counter()
         batch = prepare(msgs)
         span = self._batch_span(shard, msgs, batch) if self._tracer is not None else None
         if span is None:
-            result = await self._store_and_ack(msgs, batch, stop, bound)
+            result = await self._store_and_ack(msgs, batch, keep_alive, stop, bound)
         else:
             # Current while storing, so the asyncpg spans of this batch's transaction are its children.
             with trace.use_span(span, end_on_exit=True):
-                result = await self._store_and_ack(msgs, batch, stop, bound)
+                result = await self._store_and_ack(msgs, batch, keep_alive, stop, bound)
                 if result is not None:
                     span.set_attributes({"linkpulse.ingest.inserted": result.inserted,
                                          "linkpulse.ingest.duplicates": result.duplicates,
@@ -234,10 +264,14 @@ class IngestWorker:
         return True
 
     async def _store_and_ack(
-        self, msgs: list[Msg], batch: PreparedBatch, stop: asyncio.Event, bound: FilteringBoundLogger
+        self,
+        msgs: list[Msg],
+        batch: PreparedBatch,
+        keep_alive: asyncio.Task[None],
+        stop: asyncio.Event,
+        bound: FilteringBoundLogger,
     ) -> StoreResult | None:
         """Store, then ack every message; None when the batch was handed back instead (nak)."""
-        keep_alive = asyncio.create_task(_keep_alive(msgs, self.settings.clicks.ack_wait / IN_PROGRESS_PER_ACK_WAIT))
         try:
             result = await self._store_with_retry(batch, stop, bound)
         finally:
@@ -285,14 +319,20 @@ class IngestWorker:
         # The batch stays in hand (kept alive by in_progress) while Postgres is down: naking it on
         # every failure would burn through the consumer's max_deliver and lose the messages.
         delay = self.tuning.retry_delay
+        if stop.is_set() and self._db_failing:
+            return None  # got its slot only after stop, with Postgres away at the last try: hand it back now
         while True:
             try:
-                return await self._store(batch, bound)
+                result = await self._store(batch, bound)
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
+                self._db_failing = True
                 metrics.DB_ERRORS.inc()
                 bound.warning("ingest.db_failed", error=repr(exc), retry_in=delay)
+            else:
+                self._db_failing = False
+                return result
             if stop.is_set() or await _wait(stop, delay):
                 return None
             delay = min(delay * 2, MAX_BACKOFF)
