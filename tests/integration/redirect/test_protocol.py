@@ -44,6 +44,8 @@ class Served:
     port: int
     app: Litestar
     reached_litestar: list[str]
+    scopes: list[dict[str, Any]]
+    """The scopes of the requests that reached Litestar, as it got them."""
 
     async def exchange(self, raw: bytes, answers: int = 1) -> list[tuple[bytes, dict[str, str]]]:
         """Send `raw` on one new connection; read `answers` responses (status line; headers, the body as "body")."""
@@ -77,6 +79,7 @@ async def served(redirect_env: dict[str, str]) -> AsyncIterator[Served]:
     """The redirect app under uvicorn with RedirectProtocol, as `python -m linkpulse.redirect` runs it."""
     app = create_app(RedirectSettings.from_env(redirect_env))
     reached: list[str] = []
+    scopes: list[dict[str, Any]] = []
 
     async def count_startup(app: Litestar) -> None:
         # Runs after the fast path and the metrics are installed: count what gets past both.
@@ -87,6 +90,7 @@ async def served(redirect_env: dict[str, str]) -> AsyncIterator[Served]:
         async def counting(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "http":
                 reached.append(scope["path"])
+                scopes.append(dict(scope))
             await behind(scope, receive, send)
 
         metrics.app.app = counting
@@ -105,7 +109,7 @@ async def served(redirect_env: dict[str, str]) -> AsyncIterator[Served]:
         assert not task.done() and time.monotonic() < deadline, "uvicorn did not start"
         await asyncio.sleep(0.02)  # uvicorn announces its start only by this flag
     try:
-        yield Served(port, app, reached)
+        yield Served(port, app, reached, scopes)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
@@ -172,6 +176,14 @@ async def test_keep_alive_pipelining_and_http_1_0_are_answered_in_order(
         writer.write(f"GET /{code} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
         status, headers = await _read_response(reader)
         assert status.startswith(b"HTTP/1.1 30") and "connection" not in headers
+    # A declined request after inline answers on the connection gets uvicorn's whole scope, built for it.
+    writer.write(b"GET /nope2?q=1 HTTP/1.1\r\nHost: a\r\nX-Probe: yes\r\n\r\n")
+    status, _ = await _read_response(reader)
+    scope = served.scopes[-1]
+    assert status == b"HTTP/1.1 404 Not Found" and (scope["method"], scope["path"], scope["query_string"]) == (
+        "GET", "/nope2", b"q=1")  # fmt: skip
+    assert (b"x-probe", b"yes") in scope["headers"] and scope["client"][0] == "127.0.0.1"
+    assert {"asgi", "http_version", "server", "scheme", "root_path", "state", "raw_path"} <= scope.keys()
     # 3. HTTP/1.0 without keep-alive: answered inline, then the server closes the connection.
     writer.write(b"GET /pr2 HTTP/1.0\r\n\r\n")
     status, headers = await _read_response(reader)
@@ -179,7 +191,7 @@ async def test_keep_alive_pipelining_and_http_1_0_are_answered_in_order(
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
     # pr3 and pr2 were cached by the time of the keep-alive run: only the first pr3 and the 404 reached Litestar.
-    assert served.reached_litestar == ["/pr2", "/pr3", "/nope"]
+    assert served.reached_litestar == ["/pr2", "/pr3", "/nope", "/nope2"]
     # Every GET that redirected published one click: 1 + 2 pipelined + 3 kept alive + 1 HTTP/1.0.
     assert len(await _clicks(nats_url, 7)) == 7
 
