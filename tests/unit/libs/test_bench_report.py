@@ -8,6 +8,7 @@ import pytest
 
 from linkpulse.bench.counts import Published, Stored
 from linkpulse.bench.report import BenchReport
+from linkpulse.bench.run import BenchOptions
 from linkpulse.bench.wrk import BenchError, WrkResult, parse_wrk_output
 
 WRK_STDOUT = """\
@@ -73,3 +74,10 @@ def test_one_failed_check_fails_the_run() -> None:
 
 def test_stored_duplicates_are_rows_beyond_distinct_ids() -> None:
     assert Stored(rows=12, distinct=10, rollup_total=12).duplicates == 2
+
+
+def test_options_report_the_event_count_the_mode_runs_with() -> None:
+    assert BenchOptions(mode="ingest").resolved().events == 500_000
+    assert BenchOptions(mode="stats").resolved().events == 10_000_000
+    assert BenchOptions(mode="ingest", events=3000).resolved().events == 3000
+    assert BenchOptions(mode="redirect").resolved().events == 0  # publishes nothing beforehand

@@ -31,6 +31,8 @@ __all__ = ["MODES", "BenchOptions", "run_bench"]
 MODES = ("redirect", "pipeline", "ingest", "stats")
 
 WEEK_MS = 7 * 86400 * 1000
+DEFAULT_EVENTS = {"ingest": 500_000, "stats": 10_000_000}
+"""Events pre-published when --events is not given, by mode."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +49,7 @@ class BenchOptions:
     threads: int = 2
     redirect_workers: int = 2
     events: int = 0
-    """Events pre-published in the ingest and stats modes (0: 500,000 and 10,000,000)."""
+    """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`)."""
     ceiling: bool = True
     drain_timeout: float = 0.0
     """Seconds ingest may take, after the load, to store what was published before the run fails.
@@ -55,6 +57,10 @@ class BenchOptions:
     0: 300, or in the ingest and stats modes one second per 5,000 events if that is longer (the stats
     mode's ten million events all go to one link's shard, so one shard loop stores them).
     """
+
+    def resolved(self) -> BenchOptions:
+        """These options with the mode's default event count filled in, so the report shows what ran."""
+        return replace(self, events=self.events or DEFAULT_EVENTS.get(self.mode, 0))
 
     def drain_seconds(self, events: int = 0) -> float:
         """The drain timeout for a run storing `events` pre-published events."""
@@ -240,7 +246,7 @@ class _Run:
 
     def ingest(self) -> None:
         """Pre-published events drained by ingest as fast as it can (decode, enrich, insert, rollups)."""
-        events = self.options.events or 500_000
+        events = self.options.events
         self.start(("admin",))
         self.load_links(self.options.links)
         assert self.stack is not None
@@ -266,7 +272,7 @@ class _Run:
 
     def stats(self) -> None:
         """Latency of GET /api/v1/links/{code}/stats for one link holding many events (a week of history)."""
-        events = self.options.events or 10_000_000
+        events = self.options.events
         self.start(("ingest", "admin"))
         codes = self.load_links(1)
         seq = asyncio.run(stream_last_seq(self.info.nats_url))
@@ -318,7 +324,7 @@ def run_bench(options: BenchOptions, root: Path, environ: Mapping[str, str] | No
         find_wrk()
     if options.ceiling and options.mode in {"redirect", "pipeline"}:
         find_nginx()
-    run = _Run(options, root, os.environ if environ is None else environ)
+    run = _Run(options.resolved(), root, os.environ if environ is None else environ)
     try:
         getattr(run, options.mode)()
     finally:
