@@ -17,7 +17,7 @@ import asyncpg
 import nats
 import pytest
 import redis
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 
 from linkpulse.db.migrate import migrate
 from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
@@ -26,6 +26,9 @@ from linkpulse.settings import ClicksSettings
 
 TEMPLATE_DB = "linkpulse_template"
 TEST_SHARDS = 4
+STORE_CREATE_FAILED = 10049
+"""JetStream's error code for a stream whose store could not be created."""
+STORE_RETRIES = 50
 _db_counter = itertools.count()
 
 
@@ -93,12 +96,23 @@ def clicks_settings() -> ClicksSettings:
 async def nats_url(nats_server: NatsServer, clicks_settings: ClicksSettings) -> AsyncIterator[str]:
     """The session NATS server with CLICKS and LINKS recreated empty for this test."""
     nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    for stream in (CLICKS_STREAM, LINKS_STREAM):
-        with contextlib.suppress(NotFoundError):
-            await js.delete_stream(stream)
-    await ensure_streams(js, clicks_settings)
-    await nc.close()
+    try:
+        js = nc.jetstream()
+        for stream in (CLICKS_STREAM, LINKS_STREAM):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+        for attempt in range(STORE_RETRIES):
+            try:
+                await ensure_streams(js, clicks_settings)
+                break
+            except ServerError as exc:
+                # 10049, "error creating store for stream": seen once in CI right after the delete above,
+                # while the server was still removing the old store. Nothing announces the end of that.
+                if exc.err_code != STORE_CREATE_FAILED or attempt == STORE_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
     yield nats_server.url
 
 
