@@ -37,16 +37,17 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     """8 MB: a batch is stored once its messages hold this much (about 32,000 clicks).
 
     Behind a backlog, the more clicks of a link a transaction holds, the fewer rollup rows it updates a
-    click: a drain of 2 million round-robin clicks stored 46,000 a second at 2 MB and 63,000 at 8 MB
-    (`linkpulse bench ingest --events 2000000`, docs/performance.md). 16 MB was no faster and doubled the
-    worker's memory.
+    click: a drain of 2 million round-robin clicks stored 46,000-49,000 a second at 2 MB and
+    65,000-69,000 at 8 MB (`linkpulse bench ingest --events 2000000`, docs/performance.md). 16 MB was no
+    faster and held much more memory.
     """
     concurrent_stores: Annotated[int, msgspec.Meta(gt=0)] = 3
     """3: batches decoded and stored at once by this worker; the other shards' batches wait as raw bytes.
 
-    With every shard storing at once, 16 transactions of 32,000 clicks shared two cores: each ran
-    seconds, and the decoded batches held 580 MB. A few at a time keep Postgres busy (one batch is being
-    decoded or acked while others are in Postgres) and the worker near 300 MB.
+    With every shard storing at once, 16 transactions of 32,000 clicks shared two cores and each ran for
+    seconds; with the batches decoded before they waited for a slot, the worker peaked at 576 MiB. A few
+    at a time keep Postgres busy (one batch is being decoded or acked while others are in Postgres) and
+    the worker near 316 MiB.
     """
     retry_delay: float = 1.0
     """1 s: first backoff when Postgres fails (doubling up to 10 s), and the nak delay on shutdown."""
