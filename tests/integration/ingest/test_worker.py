@@ -449,3 +449,21 @@ async def test_a_stop_during_an_outage_hands_back_batches_still_waiting_for_a_sl
             await conn.close()
     finally:
         await asyncio.to_thread(postgres_server.psql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")
+
+
+async def test_a_linger_longer_than_a_third_of_the_ack_wait_is_cut_to_it(
+    js: JetStreamContext,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+) -> None:
+    link_id = await make_link("capped")
+    shard = shard_for("capped", clicks_settings.shards)
+    # The first messages are not kept alive while the batch pauses, so the pause must end well within the
+    # ack wait: with 3 s, a linger of 120 s pauses 1 s, and the click is stored well within the 15 s.
+    async with run_worker(LINKPULSE_INGEST_LINGER="120", LINKPULSE_CLICKS_ACK_WAIT="3"):
+        await publish(js, [click("capped", link_id)], clicks_settings.shards)
+        await eventually(lambda: stored(db, js, clicks_settings, 1), timeout=15)
+    info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
+    assert (info.config.ack_wait, info.num_redelivered) == (3.0, 0)
