@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -218,33 +219,50 @@ async def test_postgres_outage_holds_the_batch_unacked_until_it_is_back(
     link_id = await make_link("outage")
     shard = shard_for("outage", clicks_settings.shards)
     await publish(js, [click("outage", link_id) for _ in range(3)], clicks_settings.shards)
-    # A database that does not exist yet stands in for a Postgres that is down.
+    before = _db_errors()
     name = "ingest_outage"
-    url = postgres_server.url_for(name)
-    errors_before = REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0
-
-    async def failed_twice() -> bool:
-        return (REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0) >= errors_before + 2
-
-    try:
+    async with _database_down(postgres_server, name) as url:
         # 1. The worker starts anyway, keeps the batch in hand and acks nothing.
         async with run_worker(LINKPULSE_DATABASE_URL=url):
-            await eventually(failed_twice)
+            await eventually(lambda: _db_failed(2, before))
             info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
             # Held, not naked: the redelivery budget (max_deliver) is not spent during an outage.
             assert (info.num_ack_pending, info.num_redelivered) == (1, 0)
         # 2. Stopping during the outage hands the message back; a worker started after recovery stores it.
-        await asyncio.to_thread(postgres_server.create_database, name, "linkpulse_template")
-        conn = await asyncpg.connect(url)
-        try:
+        async with _database_back(postgres_server, name) as conn:
             async with run_worker(LINKPULSE_DATABASE_URL=url):
                 await eventually(lambda: stored(conn, js, clicks_settings, 3))
             assert await conn.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 3
-        finally:
-            await conn.close()
+    assert await consumers_idle(js, clicks_settings)
+
+
+def _db_errors() -> float:
+    return REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0
+
+
+async def _db_failed(times: int, since: float) -> bool:
+    """True once the worker has counted `times` more Postgres failures than `since`."""
+    return _db_errors() >= since + times
+
+
+@asynccontextmanager
+async def _database_down(postgres_server: PostgresServer, name: str) -> AsyncIterator[str]:
+    """The URL of database `name`, not created yet: a Postgres that is down. Dropped on exit, if created."""
+    try:
+        yield postgres_server.url_for(name)
     finally:
         await asyncio.to_thread(postgres_server.psql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")
-    assert await consumers_idle(js, clicks_settings)
+
+
+@asynccontextmanager
+async def _database_back(postgres_server: PostgresServer, name: str) -> AsyncIterator[asyncpg.Connection]:
+    """Postgres is back: database `name` created (migrated), and a connection to it."""
+    await asyncio.to_thread(postgres_server.create_database, name, "linkpulse_template")
+    conn = await asyncpg.connect(postgres_server.url_for(name))
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def test_message_postgres_rejects_is_dead_lettered_and_its_batch_mates_are_stored(
@@ -408,10 +426,6 @@ async def _all_held(js: JetStreamContext, codes: list[str], shards: int) -> bool
     return all([await _held(js, shard_for(code, shards), 1) for code in codes])
 
 
-def _db_errors() -> float:
-    return REGISTRY.get_sample_value("linkpulse_ingest_db_errors_total") or 0.0
-
-
 async def test_a_stop_during_an_outage_hands_back_batches_still_waiting_for_a_slot_untried(
     js: JetStreamContext,
     make_link: MakeLink,
@@ -423,32 +437,20 @@ async def test_a_stop_during_an_outage_hands_back_batches_still_waiting_for_a_sl
     links = {code: await make_link(code) for code in codes}
     for code in codes:
         await publish(js, [click(code, links[code])], clicks_settings.shards)
-    name = "ingest_slots_outage"  # not created yet: a Postgres that is down
-    url = postgres_server.url_for(name)
     before = _db_errors()
-
-    async def failed_twice() -> bool:
-        return _db_errors() >= before + 2
-
-    try:
+    name = "ingest_slots_outage"
+    async with _database_down(postgres_server, name) as url:
         async with run_worker(LINKPULSE_DATABASE_URL=url, LINKPULSE_INGEST_CONCURRENT_STORES="1"):
             # One batch holds the slot and retries; the other two wait for it, held and kept alive.
-            await eventually(failed_twice)
+            await eventually(lambda: _db_failed(2, before))
             await eventually(lambda: _all_held(js, codes, clicks_settings.shards))
             at_stop = _db_errors()
         # The slot's holder may be mid-try when the stop comes; the two waiters never try a Postgres that
         # was away at the last try (a partitioned one would hold each for a connect or command timeout).
         assert _db_errors() - at_stop <= 1
-        await asyncio.to_thread(postgres_server.create_database, name, "linkpulse_template")
-        conn = await asyncpg.connect(url)
-        try:
-            async with run_worker(LINKPULSE_DATABASE_URL=url):
-                # Within 15 s of a 60 s ack wait: all three were handed back (naked), none left to time out.
-                await eventually(lambda: stored(conn, js, clicks_settings, 3), timeout=15)
-        finally:
-            await conn.close()
-    finally:
-        await asyncio.to_thread(postgres_server.psql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")
+        async with _database_back(postgres_server, name) as conn, run_worker(LINKPULSE_DATABASE_URL=url):
+            # Within 15 s of a 60 s ack wait: all three were handed back (naked), none left to time out.
+            await eventually(lambda: stored(conn, js, clicks_settings, 3), timeout=15)
 
 
 async def test_a_linger_longer_than_a_third_of_the_ack_wait_is_cut_to_it(
