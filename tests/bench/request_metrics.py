@@ -22,6 +22,7 @@ from typing import Any
 from linkpulse.links import LinkRecord
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.cache import LinkCache
+from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.visitor import TrustedProxies
@@ -68,9 +69,7 @@ async def main(calls: int, rounds: int) -> None:
     app.state.update(
         lookup=LinkLookup(cache, None, None, 60),  # type: ignore[arg-type]
         publisher=_NoPublisher(),
-        proxies=TrustedProxies([]),
-        country_header="cf-ipcountry",
-        anonymize_ip=True,
+        clicks=ClickMaker(TrustedProxies([]), "cf-ipcountry", anonymize=True, tracing=None),
     )
     bare = app.asgi_handler
     measured = RequestMetricsMiddleware(bare, RequestMetrics())  # a private collector: the process's stays clean

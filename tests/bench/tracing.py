@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 from linkpulse.links import LinkRecord
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.cache import LinkCache
+from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.tracing import ClickTracing
@@ -80,13 +81,12 @@ def _app(tracing: Tracing) -> Any:
     cache = LinkCache(1000, 60.0, 1000, 5.0)
     cache.put("bench1", LinkRecord(id=1, code="bench1", url="https://example.com/landing"))
     # The lifespan (servers) is skipped: only the state the cached path reads is set.
+    tracer = tracing.tracer("bench")
+    click_tracing = ClickTracing(tracer, 16) if tracer is not None else None
     app.state.update(
         lookup=LinkLookup(cache, None, None, 60),  # type: ignore[arg-type]
         publisher=_NoPublisher(),
-        click_tracing=ClickTracing(tracer, 16) if (tracer := tracing.tracer("bench")) is not None else None,
-        proxies=TrustedProxies([]),
-        country_header="cf-ipcountry",
-        anonymize_ip=True,
+        clicks=ClickMaker(TrustedProxies([]), "cf-ipcountry", anonymize=True, tracing=click_tracing),
     )
     return app
 

@@ -18,6 +18,7 @@ from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
 from linkpulse.redirect.budget import ClickBudget
 from linkpulse.redirect.cache import CACHE_BYTES, CACHED_LINKS, LinkCache
+from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.fastpath import install as install_fast_path
 from linkpulse.redirect.invalidation import CacheInvalidator
 from linkpulse.redirect.lookup import LinkLookup
@@ -91,11 +92,13 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
             lookup=LinkLookup(cache, redis, pool, settings.redis.ttl),
             budget=ClickBudget(pool, settings.cache.click_count_refresh),
             publisher=publisher,
-            click_tracing=click_tracing,
+            clicks=ClickMaker(
+                TrustedProxies(settings.proxy.trusted),
+                settings.proxy.country_header,
+                anonymize=settings.proxy.anonymize_ip,
+                tracing=click_tracing,
+            ),
             trace_ratio=tracing.root_ratio,
-            proxies=TrustedProxies(settings.proxy.trusted),
-            country_header=settings.proxy.country_header.lower(),
-            anonymize_ip=settings.proxy.anonymize_ip,
             redis=redis,
             pool=pool,
             readiness=ready,

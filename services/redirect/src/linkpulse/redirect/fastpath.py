@@ -15,11 +15,12 @@ Two front doors use it: `FastRedirect`, raw ASGI in front of Litestar (any ASGI 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from linkpulse.links import status_of
-from linkpulse.redirect.routes import CACHE_CONTROL, click_event, location_of
+from linkpulse.redirect.clicks import HeaderGetter
+from linkpulse.redirect.routes import CACHE_CONTROL, location_of
 from linkpulse.validation import CODE_PATTERN
 from linkpulse.web.server_spans import SAMPLING_KEY, sampling_decision
 
@@ -28,14 +29,16 @@ if TYPE_CHECKING:
     from litestar.datastructures import State
     from litestar.types import ASGIApp, Receive, Scope, Send
 
+    from linkpulse.redirect.clicks import ClickMaker
+    from linkpulse.redirect.lookup import LinkLookup
+    from linkpulse.redirect.publisher import ClickPublisher
+
 __all__ = ["ROUTE", "FastRedirect", "HotRedirects", "RawHeaders", "install"]
 
 _CACHE_CONTROL = CACHE_CONTROL.encode()
 _BODY = {"type": "http.response.body", "body": b"", "more_body": False}
 ROUTE = "/{code}"
 """The route template the fast answers are counted under, as Litestar's router would name them."""
-
-HeaderGetter = Callable[[str, str], str]
 
 
 class RawHeaders:
@@ -59,12 +62,20 @@ class RawHeaders:
 
 
 class HotRedirects:
-    """Answers a GET or HEAD of a cached, live, unlimited link, queueing its click; declines anything else."""
+    """Answers a GET or HEAD of a cached, live, unlimited link, queueing its click; declines anything else.
 
-    __slots__ = ("reserved", "state")
+    It holds what it uses (made by the app's lifespan, which runs before `install`) rather than
+    Litestar's `State`, whose every attribute read costs about 0.35 µs (see `ClickMaker`).
+    """
+
+    __slots__ = ("clicks", "lookup", "publisher", "reserved", "trace_ratio")
 
     def __init__(self, state: State, reserved: Iterable[str]) -> None:
-        self.state = state
+        self.lookup: LinkLookup = state.lookup
+        self.publisher: ClickPublisher = state.publisher
+        self.clicks: ClickMaker = state.clicks
+        self.trace_ratio: float | None = None if self.clicks.tracing is None else state.trace_ratio
+        """The root sampling ratio; None while tracing is off."""
         self.reserved = frozenset(reserved)
         """Single-segment paths of other routes (`healthz`, `metrics`, ...): valid codes, never short links."""
 
@@ -75,10 +86,8 @@ class HotRedirects:
         tracing gate: a request not drawn (nearly all, at the default ratio) is answered here with no span
         at all, so sampling costs the hot path one `random()`; one drawn takes Litestar's route, which traces it.
         """
-        state = self.state
-        if state.click_tracing is None:
-            return None
-        return sampling_decision(headers, state.trace_ratio)
+        ratio = self.trace_ratio
+        return None if ratio is None else sampling_decision(headers, ratio)
 
     def answer(self, is_get: bool, path: str, query: bytes, peer: str, header: HeaderGetter) -> tuple[int, str] | None:
         """(status, Location) when this request is a hot redirect (its click queued if a GET), else None.
@@ -92,19 +101,19 @@ class HotRedirects:
             peer: the direct peer's address.
             header: `header(lowercase_name, default)`, the first value of a request header.
         """
-        state = self.state
         code = path[1:]
         if code in self.reserved or not CODE_PATTERN.fullmatch(code):
             return None
-        link = state.lookup.cached(code)
+        lookup = self.lookup
+        link = lookup.cached(code)
         if link is None or link.max_clicks is not None:
             return None
         now_ms = time.time_ns() // 1_000_000
         if status_of(link, now_ms) == "gone":
             return None
-        state.lookup.count_local_hit()
+        lookup.count_local_hit()
         if is_get:
-            state.publisher.submit(click_event(state, code, link.id, now_ms, peer, header))
+            self.publisher.submit(self.clicks.make(code, link.id, now_ms, peer, header))
         return link.redirect_type, location_of(link, query)
 
 
@@ -153,7 +162,9 @@ class FastRedirect:
 def install(app: Litestar) -> None:
     """Put the fast path in front of `app`'s ASGI handler and on `app.state.hot_redirects` (startup; idempotent).
 
-    Call it before the request metrics wrap the handler, so they count fast answers too.
+    Call it after the lifespan has put the lookup, publisher and click maker on the state (Litestar runs
+    `on_startup` hooks after the lifespans), and before the request metrics wrap the handler, so they
+    count fast answers too.
     """
     if isinstance(app.asgi_handler, FastRedirect):
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -11,14 +10,11 @@ from litestar import Request, Response, route
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from linkpulse.events import ClickEvent
-from linkpulse.ids import new_event_id
 from linkpulse.links import LinkRecord, status_of
 from linkpulse.redirect.lookup import LookupUnavailable
-from linkpulse.redirect.visitor import anonymize_ip, first_language
 from linkpulse.validation import CODE_PATTERN
 
-__all__ = ["CACHE_CONTROL", "click_event", "location_of", "redirect"]
+__all__ = ["CACHE_CONTROL", "location_of", "redirect"]
 
 CACHE_CONTROL = "private, max-age=90"
 # Printable ASCII goes out as stored (`%0d%0a` stays three characters each, never a line break).
@@ -51,7 +47,7 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
         if used is not None:
             state.budget.record(link.id)
         peer = request.client.host if request.client else ""
-        state.publisher.submit(click_event(state, code, link.id, now_ms, peer, request.headers.get))
+        state.publisher.submit(state.clicks.make(code, link.id, now_ms, peer, request.headers.get))
     # b"", not None: Litestar would serialise None as a JSON "null" body.
     return Response(
         content=b"",
@@ -70,26 +66,3 @@ def location_of(link: LinkRecord, query: bytes) -> str:
         # browsers send it, not as latin-1 bytes (or a failure to encode them).
         location = quote(location, safe=_URI_SAFE)
     return location
-
-
-def click_event(
-    state: State, code: str, link_id: int, now_ms: int, peer: str, header: Callable[[str, str], str]
-) -> ClickEvent:
-    """The click of one answered GET: visitor from trusted headers only, anonymised as configured."""
-    proxies = state.proxies
-    ip = proxies.client_ip(peer, header("x-forwarded-for", "") or None)
-    country = header(state.country_header, "") if proxies.trusts(peer) else ""
-    event_id = new_event_id()
-    tracing = state.click_tracing
-    return ClickEvent(
-        id=event_id,
-        code=code,
-        link_id=link_id,
-        ts=now_ms,
-        ip=anonymize_ip(ip) if state.anonymize_ip else ip,
-        ua=header("user-agent", "")[:512],
-        referrer=header("referer", "")[:1024],
-        lang=first_language(header("accept-language", "")),
-        country=country[:2].upper(),
-        traceparent=tracing.click(code, event_id) if tracing is not None else "",
-    )
