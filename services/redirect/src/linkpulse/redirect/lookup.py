@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from linkpulse.db.errors import UNAVAILABLE
@@ -16,20 +19,40 @@ from linkpulse.db.metrics import OperationTimer
 from linkpulse.links import LinkRecord, decode_record, encode_record, redis_key
 from linkpulse.redirect.cache import MISS, LinkCache
 
-__all__ = ["LOOKUPS", "REDIS_SECONDS", "LinkLookup", "LookupUnavailable"]
+__all__ = ["LOOKUPS", "REDIS_SECONDS", "LinkLookup", "LookupCounts", "LookupUnavailable"]
 
 log = structlog.get_logger(__name__)
 
-LOOKUPS = Counter(
-    "linkpulse_redirect_lookups",
-    "Link lookups answered, by the tier that answered: local (process cache), redis, db, or coalesced "
-    "(a concurrent miss for the same code that waited on another request's Redis or Postgres read).",
-    ["tier"],
-)
-_LOCAL = LOOKUPS.labels("local")
-_REDIS = LOOKUPS.labels("redis")
-_DB = LOOKUPS.labels("db")
-_COALESCED = LOOKUPS.labels("coalesced")
+
+class LookupCounts(Collector):
+    """Link lookups answered, by tier: plain ints, exposed as the counter `linkpulse_redirect_lookups_total`.
+
+    A prometheus_client counter child takes a lock per `inc`, and the local tier counts every redirect:
+    measured with callgrind through the inline protocol, the child's `inc` was 6% of a hot redirect's
+    instructions. Lookups and scrapes both run on the event loop's thread, so nothing races.
+    """
+
+    NAME = "linkpulse_redirect_lookups"
+    HELP = (
+        "Link lookups answered, by the tier that answered: local (process cache), redis, db, or coalesced "
+        "(a concurrent miss for the same code that waited on another request's Redis or Postgres read)."
+    )
+
+    def __init__(self) -> None:
+        self.local = self.redis = self.db = self.coalesced = 0
+
+    def describe(self) -> Iterable[Metric]:
+        return [CounterMetricFamily(self.NAME, self.HELP, labels=["tier"])]
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self.NAME, self.HELP, labels=["tier"])
+        for tier in ("local", "redis", "db", "coalesced"):
+            family.add_metric([tier], getattr(self, tier))
+        return [family]
+
+
+LOOKUPS = LookupCounts()
+REGISTRY.register(LOOKUPS)
 _REDIS_ERRORS = Counter("linkpulse_redirect_redis_errors", "Redis calls that failed; the lookup fell through")
 _DB_TIMER = OperationTimer("link_lookup")
 REDIS_SECONDS = Histogram(
@@ -80,18 +103,18 @@ class LinkLookup:
     @staticmethod
     def count_local_hit() -> None:
         """Count a lookup answered from the process cache outside `get` (the fast path's answers)."""
-        _LOCAL.inc()
+        LOOKUPS.local += 1
 
     async def get(self, code: str) -> LinkRecord | None:
         """The link, or None when no such code exists. Raises LookupUnavailable when no tier answers."""
         cached = self.cache.get(code)
         if cached is not MISS:
-            _LOCAL.inc()
+            LOOKUPS.local += 1
             return cached  # type: ignore[return-value]
         pending = self._inflight.get(code)
         if pending is not None:
             record = await asyncio.shield(pending)
-            _COALESCED.inc()
+            LOOKUPS.coalesced += 1
             return record
         future: asyncio.Future[LinkRecord | None] = asyncio.get_running_loop().create_future()
         self._inflight[code] = future
@@ -111,7 +134,7 @@ class LinkLookup:
         generation = self.cache.generation
         record = await self._from_redis(code)
         if record is not None and record.version >= self.cache.floor(code):
-            _REDIS.inc()
+            LOOKUPS.redis += 1
             self._remember(code, record, generation)
             return record
         try:
@@ -119,7 +142,7 @@ class LinkLookup:
                 row = await self._pool.fetchrow(_SELECT, code)
         except UNAVAILABLE as exc:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
-        _DB.inc()
+        LOOKUPS.db += 1
         record = LinkRecord(**dict(row)) if row is not None else None
         self._remember(code, record, generation)
         if record is not None:
