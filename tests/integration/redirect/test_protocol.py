@@ -77,6 +77,13 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[str,
 @pytest.fixture
 async def served(redirect_env: dict[str, str]) -> AsyncIterator[Served]:
     """The redirect app under uvicorn with RedirectProtocol, as `python -m linkpulse.redirect` runs it."""
+    async with _serving(redirect_env) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _serving(redirect_env: dict[str, str], **config: Any) -> AsyncIterator[Served]:
+    """`served`, with uvicorn settings changed by `config`."""
     app = create_app(RedirectSettings.from_env(redirect_env))
     reached: list[str] = []
     scopes: list[dict[str, Any]] = []
@@ -98,10 +105,10 @@ async def served(redirect_env: dict[str, str]) -> AsyncIterator[Served]:
     app.on_startup.append(count_startup)
     port = free_port()
     # proxy_headers off as in linkpulse.web.server: forwarded headers are the app's to believe or not.
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=RedirectProtocol, lifespan="on",
-                            log_level="warning", access_log=False, server_header=False,
-                            proxy_headers=False)  # fmt: skip
-    server = uvicorn.Server(config)
+    uvicorn_config = uvicorn.Config(app, host="127.0.0.1", port=port, http=RedirectProtocol, lifespan="on",
+                                    log_level="warning", access_log=False, server_header=False,
+                                    proxy_headers=False, **config)  # fmt: skip
+    server = uvicorn.Server(uvicorn_config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # pytest keeps its own
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 30
@@ -219,3 +226,37 @@ async def test_what_the_inline_path_declines_reaches_litestar(served: Served, ma
     # A percent-encoded path is decoded by uvicorn and answered (here by the ASGI fast path).
     [(status, headers)] = await served.exchange(b"GET /%41B HTTP/1.1\r\nHost: a\r\n\r\n")
     assert status == b"HTTP/1.1 302 Found" and headers["location"] == "https://example.com/ab"
+
+
+async def test_keep_alive_is_counted_from_the_last_inline_answer_and_spares_a_request_in_progress(
+    redirect_env: dict[str, str], make_link: MakeLink
+) -> None:
+    # One timer per idle spell, checked when it fires (uvicorn re-arms one per response): what a client
+    # sees must be uvicorn's keep-alive all the same. The sleeps are the idle time under test.
+    keep_alive = 1.0
+    get = b"GET /ka1 HTTP/1.1\r\nHost: a\r\n\r\n"
+    async with _serving(redirect_env, timeout_keep_alive=keep_alive) as served:
+        await make_link("ka1")
+        await served.exchange(get)  # Litestar answers the miss and caches the link
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        loop = asyncio.get_running_loop()
+        try:
+            # 1. Answers 0.6 s apart: 1.2 s after the first, the connection is still open.
+            for pause in (0.0, 0.6, 0.6):
+                await asyncio.sleep(pause)
+                writer.write(get)
+                status, _ = await _read_response(reader)
+                assert status == b"HTTP/1.1 302 Found"
+            # 2. A request begun and left unfinished past the keep-alive is not cut off.
+            writer.write(get[:20])
+            await asyncio.sleep(keep_alive * 1.5)
+            writer.write(get[20:])
+            status, _ = await _read_response(reader)
+            assert status == b"HTTP/1.1 302 Found"
+            last_answer = loop.time()
+            # 3. Idle, the connection is closed once the keep-alive has passed since the last answer.
+            assert await asyncio.wait_for(reader.read(), keep_alive * 10) == b""
+            assert loop.time() - last_answer >= keep_alive * 0.9
+        finally:
+            writer.close()
+        assert served.reached_litestar == ["/ka1"]  # every answer on the kept-alive connection was inline
