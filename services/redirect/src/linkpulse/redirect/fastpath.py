@@ -37,6 +37,8 @@ __all__ = ["ROUTE", "FastRedirect", "HotRedirects", "RawHeaders", "install"]
 
 _CACHE_CONTROL = CACHE_CONTROL.encode()
 _BODY = {"type": "http.response.body", "body": b"", "more_body": False}
+_RAW_NAMES: dict[str, bytes] = {}
+"""Header names as bytes, encoded once: a click reads the same few on every request."""
 ROUTE = "/{code}"
 """The route template the fast answers are counted under, as Litestar's router would name them."""
 
@@ -54,7 +56,9 @@ class RawHeaders:
         self.items = items
 
     def get(self, name: str, default: str) -> str:
-        key = name.encode("latin-1")
+        key = _RAW_NAMES.get(name)
+        if key is None:
+            key = _RAW_NAMES[name] = name.encode("latin-1")
         for header, value in self.items:
             if header == key:
                 return value.decode("latin-1")

@@ -35,6 +35,7 @@ __all__ = ["RedirectProtocol"]
 _STATUS_LINES = {s: f"HTTP/1.1 {s} {http.HTTPStatus(s).phrase}\r\n".encode() for s in (301, 302, 307, 308)}
 _FIXED = b"cache-control: " + CACHE_CONTROL.encode() + b"\r\ncontent-length: 0\r\n"
 _CLOSE = b"connection: close\r\n"
+_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
 
 class _Answered:
@@ -122,10 +123,14 @@ class RedirectProtocol(HttpToolsProtocol):
         head = (_STATUS_LINES[status], self._default_header_lines(), b"location: ", location.encode("latin-1"))
         self.transport.write(b"".join((*head, b"\r\n", _FIXED, b"" if keep_alive else _CLOSE, b"\r\n")))
         self.cycle = _ANSWERED  # type: ignore[assignment]  # a complete cycle, as far as uvicorn looks
-        REQUEST_METRICS.observe(ROUTE, method.decode(), status, time.perf_counter() - started)
+        REQUEST_METRICS.observe(ROUTE, _METHODS[method], status, time.perf_counter() - started)
         if not keep_alive:
             self.transport.close()
         self._answer_complete()
+
+    def on_message_complete(self) -> None:
+        if self.cycle is not _ANSWERED:  # an inline answer is complete already: nothing waits for the body
+            super().on_message_complete()
 
     def _answer_complete(self) -> None:
         """After an inline answer, uvicorn's `on_response_complete` with one keep-alive timer per idle spell.
