@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from linkpulse.bench.nginx import nginx_ceiling
+from linkpulse.bench.nginx import nginx_ceiling, usable_cores
 from linkpulse.bench.wrk import LoadSpec, run_wrk
 from linkpulse.localstack.process import pid_alive
 from linkpulse.localstack.stack import read_info
@@ -62,6 +62,7 @@ def test_short_pipeline_run_counts_every_answered_redirect_stored_exactly_once(t
     assert report["cached_links_per_worker"] == [300]  # one worker, every link warmed and still cached
     if not ceiling:
         assert report["ceiling"]["requests_per_s"] > 0 and report["ratio_to_ceiling"] > 0
+        assert report["ceiling_workers"] == usable_cores()  # nginx at its best, not at the redirect's count
     # The run's folder keeps the logs and the codes it loaded.
     assert len((tmp_path / "run" / "codes.txt").read_text().split()) == 300
 

@@ -38,6 +38,7 @@ def _report() -> BenchReport:
     report = BenchReport(mode="pipeline", options={"mode": "pipeline", "links": 100})
     report.load = WrkResult(requests=50_000, duration_s=2.0, errors={"status": 0, "read": 0}, latency_ms=latency)
     report.ceiling = WrkResult(requests=200_000, duration_s=2.0, errors={}, latency_ms=latency)
+    report.ceiling_workers = 2
     report.published = Published(messages=300, events=50_010, distinct=50_010)
     report.stored = Stored(rows=50_010, distinct=50_010, rollup_total=50_010)
     report.lag_s = 0.25
@@ -57,8 +58,10 @@ def test_table_and_json_carry_the_same_figures() -> None:
     lines = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in table.splitlines() if "  " in line}
     assert lines["events stored (rows / distinct ids)"] == "50,010 / 50,010"
     assert lines["ingest lag at the end"] == "0.25 s" and lines["duplicates"] == "0"
+    assert lines["nginx fixed 302 requests/s (2 workers)"] == "100,000"
     data = json.loads(report.to_json())
     assert data["load"]["requests_per_s"] == 25_000 and data["ratio_to_ceiling"] == 0.25
+    assert data["ceiling_workers"] == 2
     assert data["stored"]["duplicates"] == 0 and data["ok"] is True
     assert data["machine"]["cpus"] >= 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 from linkpulse.bench.wrk import BenchError
 from linkpulse.localstack.process import free_port, port_open, wait_until
 
-__all__ = ["find_nginx", "nginx_ceiling"]
+__all__ = ["find_nginx", "nginx_ceiling", "usable_cores"]
 
 _CONF = """\
 worker_processes {workers};
@@ -35,6 +36,13 @@ http {{
     }}
 }}
 """
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (nginx's `worker_processes auto` counts the same way)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def find_nginx() -> str:

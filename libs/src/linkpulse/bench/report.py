@@ -56,6 +56,8 @@ class BenchReport:
     options: dict[str, Any]
     load: WrkResult | None = None
     ceiling: WrkResult | None = None
+    ceiling_workers: int | None = None
+    """nginx's worker processes for the ceiling (one per usable core)."""
     published: Published | None = None
     stored: Stored | None = None
     lag_s: float | None = None
@@ -88,6 +90,7 @@ class BenchReport:
             "machine": machine(),
             "load": _load(self.load),
             "ceiling": _load(self.ceiling),
+            "ceiling_workers": self.ceiling_workers,
             "ratio_to_ceiling": round(self.ratio, 4) if self.ratio is not None else None,
             "published": self.published.__dict__ if self.published else None,
             "stored": {**self.stored.__dict__, "duplicates": self.stored.duplicates} if self.stored else None,
@@ -118,7 +121,8 @@ class BenchReport:
                 ("answered (load tool)", f"{self.load.requests - self.load.bad_status:,}"),
             ]
         if self.ceiling is not None:
-            rows += [("nginx fixed 302 requests/s", f"{self.ceiling.rps:,.0f}")]
+            workers = f" ({self.ceiling_workers} workers)" if self.ceiling_workers else ""
+            rows += [(f"nginx fixed 302 requests/s{workers}", f"{self.ceiling.rps:,.0f}")]
             rows += [("ratio to nginx", f"{self.ratio:.3f}" if self.ratio is not None else "-")]
         if self.published is not None:
             rows += [("redirects answered (events published)", f"{self.published.distinct:,}")]

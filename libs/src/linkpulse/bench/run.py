@@ -19,7 +19,7 @@ from linkpulse.bench.counts import (
     wait_stored,
 )
 from linkpulse.bench.memory import cached_links, peak_rss_mb
-from linkpulse.bench.nginx import find_nginx, nginx_ceiling
+from linkpulse.bench.nginx import find_nginx, nginx_ceiling, usable_cores
 from linkpulse.bench.report import BenchReport
 from linkpulse.bench.seed import create_links, publish_clicks, write_codes
 from linkpulse.bench.wrk import BenchError, LoadSpec, find_wrk, run_wrk
@@ -47,7 +47,12 @@ class BenchOptions:
     duration: float = 30.0
     connections: int = 64
     threads: int = 2
-    redirect_workers: int = 2
+    redirect_workers: int = 1
+    """Redirect worker processes: 1, as `linkpulse up` and the chart run it (pods scale, not processes).
+
+    On two cores with wrk on them, a second worker bought at most a tenth more requests a second and
+    doubled the p99 (docs/performance.md): the two workers, wrk and NATS fight over the cores.
+    """
     events: int = 0
     """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`)."""
     ceiling: bool = True
@@ -171,8 +176,10 @@ class _Run:
         if not self.options.ceiling:
             self.report.notes.append("ceiling not measured (--no-ceiling)")
             return
-        _log(f"measuring the ceiling: nginx, {self.options.redirect_workers} workers, a fixed 302")
-        with nginx_ceiling(self.root / "nginx", self.options.redirect_workers) as url:
+        # nginx at its best, one worker per core, whatever the redirect runs with: the ratio is to the machine.
+        workers = self.report.ceiling_workers = usable_cores()
+        _log(f"measuring the ceiling: nginx, {workers} workers, a fixed 302")
+        with nginx_ceiling(self.root / "nginx", workers) as url:
             self.report.ceiling = run_wrk(self.spec(url, codes))
 
     def count_exactly_once(self, after_seq: int, *, wait: bool) -> float | None:

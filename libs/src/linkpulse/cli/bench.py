@@ -63,8 +63,9 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--duration", type=_positive(float), default=30.0, help="seconds of load (default 30)")
     bench.add_argument("--connections", type=_positive(int), default=64, help="open connections (default 64)")
     bench.add_argument("--threads", type=_positive(int), default=2, help="wrk threads (default 2)")
-    bench.add_argument("--redirect-workers", type=_positive(int), default=2,
-                       help="redirect worker processes, and nginx's for the ceiling (default 2)")  # fmt: skip
+    bench.add_argument("--redirect-workers", type=_positive(int), default=1,
+                       help="redirect worker processes (default 1, as `linkpulse up` runs it; nginx's ceiling "
+                            "always runs one worker per core)")  # fmt: skip
     bench.add_argument("--events", type=int, default=0,
                        help="events pre-published: ingest (default 500000), stats (default 10000000)")  # fmt: skip
     bench.add_argument("--no-ceiling", dest="ceiling", action="store_false",
