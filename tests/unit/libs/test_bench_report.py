@@ -80,7 +80,7 @@ def test_stored_duplicates_are_rows_beyond_distinct_ids() -> None:
 
 
 def test_options_report_the_event_count_the_mode_runs_with() -> None:
-    assert BenchOptions(mode="ingest").resolved().events == 500_000
+    assert BenchOptions(mode="ingest").resolved().events == 2_000_000
     assert BenchOptions(mode="stats").resolved().events == 10_000_000
     assert BenchOptions(mode="ingest", events=3000).resolved().events == 3000
     assert BenchOptions(mode="redirect").resolved().events == 0  # publishes nothing beforehand

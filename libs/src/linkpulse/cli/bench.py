@@ -67,7 +67,7 @@ def add_parser(sub: Any) -> None:
                        help="redirect worker processes (default 1, as `linkpulse up` runs it; nginx's ceiling "
                             "always runs one worker per core)")  # fmt: skip
     bench.add_argument("--events", type=int, default=0,
-                       help="events pre-published: ingest (default 500000), stats (default 10000000)")  # fmt: skip
+                       help="events pre-published: ingest (default 2000000), stats (default 10000000)")  # fmt: skip
     bench.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                        help="skip the nginx fixed-302 ceiling")  # fmt: skip
     bench.add_argument("--drain-timeout", type=_positive(float), default=0.0,
