@@ -55,8 +55,9 @@ class BenchOptions:
     redirect_workers: int = 1
     """Redirect worker processes: 1, as `linkpulse up` and the chart run it (pods scale, not processes).
 
-    On two cores with wrk on them, a second worker bought at most a tenth more requests a second and
-    doubled the p99 (docs/performance.md): the two workers, wrk and NATS fight over the cores.
+    On two cores with wrk on them, a second worker bought about a tenth more requests a second (the
+    median of three alternating pairs) and two to three times the p99 (docs/performance.md): the two
+    workers, wrk and NATS fight over the cores.
     """
     events: int = 0
     """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`)."""
