@@ -48,8 +48,9 @@ def referrer_origin_path(referrer: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _reduce(referrer: str) -> str:
-    # Memoised (4,096 of at most 1 KB): browsers send most referrers as a bare origin ("https://t.co/", by the
-    # default strict-origin-when-cross-origin policy), which repeat; a hit costs a tenth of a parse.
+    # Memoised (4,096 entries, each at most 1 KB in and out): browsers send most referrers as a bare origin
+    # ("https://t.co/", by the default strict-origin-when-cross-origin policy), which repeat; a hit costs a
+    # tenth of a parse.
     match = _URL.fullmatch(referrer.strip())
     if match is None:
         return ""
