@@ -111,6 +111,7 @@ _ALL_TUNING: dict[str, Any] = {
         "batchBytes": 16_000_000,
         "concurrentStores": 4,
         "retryDelay": 2,
+        "retentionDays": 90,
     },
     "admin": {
         "workers": 2,

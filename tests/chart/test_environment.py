@@ -143,7 +143,7 @@ def test_every_tuning_value_reaches_its_setting() -> None:
     assert (ingest.ingest.batch_size, ingest.ingest.max_wait, ingest.ingest.retry_delay) == (500, 0.25, 2)
     assert ingest.ingest.linger == 0.05
     assert (ingest.ingest.batch_bytes, ingest.ingest.concurrent_stores) == (16_000_000, 4)
-    assert ingest.ingest.log_level == "debug"
+    assert ingest.ingest.log_level == "debug" and ingest.ingest.retention_days == 90
     admin = from_env(AdminSettings, env["admin"])
     assert admin.admin.max_body_bytes == 2_097_152 and admin.admin.relay_interval == 0.5
     assert admin.admin.key == SECRETS["admin_key"]

@@ -31,6 +31,7 @@ def chart() -> helm_python.Chart:
         ({"config": {"clicks": {"shards": 0}}}, "/config/clicks/shards"),
         ({"redirect": {"logLevel": "verbose"}}, "/redirect/logLevel"),
         ({"ingest": {"metricsPort": 70000}}, "/ingest/metricsPort"),
+        ({"ingest": {"retentionDays": -1}}, "/ingest/retentionDays"),
         ({"externalDatabase": {"url": "mysql://db/x"}}, "/externalDatabase/url"),
         ({"redirect": {"resources": {"requests": {"cpu": "lots"}}}}, "/redirect/resources/requests/cpu"),
         ({"ingest": {"resources": {"limits": None}}}, "/ingest/resources"),  # limits are required

@@ -373,6 +373,7 @@ ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_BYTES" "value" $s.batchBytes) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_CONCURRENT_STORES" "value" $s.concurrentStores) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETRY_DELAY" "value" $s.retryDelay) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETENTION_DAYS" "value" $s.retentionDays) -}}
 {{- else if eq $c "admin" -}}
 {{- $s := $v.admin -}}
 {{- include "linkpulse.env.http" (dict "ctx" $ctx "env" $plain "svc" $s) -}}

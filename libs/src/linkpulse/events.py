@@ -10,6 +10,9 @@ __all__ = [
     "CLICK_BATCH_VERSION",
     "CLICK_EVENT_VERSION",
     "LINK_CHANGED_VERSION",
+    "MAX_LANG",
+    "MAX_REFERRER",
+    "MAX_UA",
     "ClickBatch",
     "ClickEvent",
     "DecodeError",
@@ -23,6 +26,16 @@ __all__ = [
 CLICK_EVENT_VERSION = 1
 CLICK_BATCH_VERSION = 1
 LINK_CHANGED_VERSION = 1
+
+# What a click keeps of the visitor's headers, in characters: the redirect cuts them when it makes the
+# click, and ingest cuts again whatever reaches it. Real values are far shorter; the caps keep hostile
+# headers from bloating rows, and keep no more of a person's browser than the stats use.
+MAX_UA = 512
+"""512: characters of the User-Agent kept (today's browsers send 100-200, bots' rarely pass 300)."""
+MAX_REFERRER = 1024
+"""1024: characters of the referrer kept, which is origin and path only (see the redirect's referrer.py)."""
+MAX_LANG = 35
+"""35: characters of the first Accept-Language tag kept (RFC 5646's longest tag to be supported)."""
 
 
 class DecodeError(ValueError):
@@ -40,8 +53,11 @@ class ClickEvent(msgspec.Struct, frozen=True, kw_only=True):
     v: int = CLICK_EVENT_VERSION
     ip: str | None = None
     ua: str = ""
+    """The User-Agent, at most MAX_UA characters."""
     referrer: str = ""
+    """The Referer's origin and path (no query, fragment or userinfo), at most MAX_REFERRER characters."""
     lang: str = ""
+    """The first Accept-Language tag, at most MAX_LANG characters."""
     country: str = ""
     traceparent: str = ""
 

@@ -7,12 +7,16 @@ from typing import Any
 
 import nats
 import pytest
+import structlog
 from litestar.testing import AsyncTestClient
 from tests.conftest import MakeLink
 
 from linkpulse.events import decode_click_batch
 from linkpulse.ids import shard_for
 from linkpulse.messaging.streams import CLICKS_STREAM
+from linkpulse.redirect.app import create_app
+from linkpulse.redirect.clicks import ANONYMIZE_SETTING
+from linkpulse.redirect.settings import RedirectSettings
 
 
 async def published_clicks(nats_url: str) -> list[Any]:
@@ -75,7 +79,7 @@ async def test_get_publishes_one_click_on_its_shard_and_head_publishes_none(
     link_id = await make_link("clk")
     headers = {
         "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
-        "referer": "https://news.example.org/item",
+        "referer": "https://reader:pw@news.example.org/item?session=abc&q=private#comments",
         "accept-language": "de-DE,de;q=0.9",
         "cf-ipcountry": "de",
         "x-forwarded-for": "203.0.113.77",
@@ -96,6 +100,7 @@ async def test_get_publishes_one_click_on_its_shard_and_head_publishes_none(
         assert event.ip is None
         assert event.country == ""
         assert event.lang == "de-DE"
+        # Origin and path only: the query, fragment and userinfo never leave the redirect.
         assert event.referrer == "https://news.example.org/item"
 
 
@@ -116,3 +121,15 @@ async def test_click_limit_counts_clicks_stored_by_other_processes(
     await db.execute("INSERT INTO link_totals (link_id, clicks, bot_clicks) VALUES ($1, 7, 2)", link_id)
     assert (await redirect_client.get("/shared", follow_redirects=False)).status_code == 302
     assert (await redirect_client.get("/shared", follow_redirects=False)).status_code == 410
+
+
+@pytest.mark.parametrize(("anonymize", "warnings"), [("false", 1), ("true", 0)])
+async def test_start_warns_once_naming_the_setting_when_ip_anonymisation_is_off(
+    redirect_env: dict[str, str], anonymize: str, warnings: int
+) -> None:
+    settings = RedirectSettings.from_env({**redirect_env, ANONYMIZE_SETTING: anonymize})
+    with structlog.testing.capture_logs() as logs:
+        async with AsyncTestClient(app=create_app(settings), base_url="http://127.0.0.1") as client:
+            assert (await client.get("/healthz")).status_code == 200
+    said = [entry for entry in logs if entry["event"] == "privacy.ip_not_anonymized"]
+    assert [(entry["log_level"], entry["setting"]) for entry in said] == [("warning", ANONYMIZE_SETTING)] * warnings

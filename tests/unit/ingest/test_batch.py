@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nats.aio.msg import Msg
 
-from linkpulse.events import ClickBatch, ClickEvent, encode
+from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id
 from linkpulse.ingest.batch import MAX_TS, MIN_TS, ClickRow, prepare
 
@@ -100,3 +100,13 @@ def test_text_with_nul_is_cleaned() -> None:
     event = ClickEvent(id=new_event_id(), code="a", link_id=1, ts=1, ua="cur\x00l/8.0", referrer="x\x00")
     [row] = prepare([delivered(encode(ClickBatch(id="e", events=[event])), stream_seq=1)]).rows
     assert (row.ua, row.referrer, row.is_bot) == ("curl/8.0", "x", True)
+
+
+def test_oversized_visitor_text_is_cut_to_the_click_limits_the_redirect_applies() -> None:
+    # Whatever reaches ingest (an older redirect, a replay) is held to the same documented sizes.
+    event = ClickEvent(
+        id=new_event_id(), code="a", link_id=1, ts=1, ua="U" * 5000, referrer="https://a.example/" + "r" * 5000,
+        lang="l" * 500,
+    )  # fmt: skip
+    [row] = prepare([delivered(encode(ClickBatch(id="e", events=[event])), stream_seq=1)]).rows
+    assert (len(row.ua), len(row.referrer), len(row.lang)) == (MAX_UA, MAX_REFERRER, MAX_LANG) == (512, 1024, 35)

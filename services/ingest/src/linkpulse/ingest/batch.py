@@ -9,11 +9,8 @@ from typing import NamedTuple
 
 from nats.aio.msg import Msg
 
-from linkpulse.events import ClickEvent, DecodeError, decode_click_batch
+from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, decode_click_batch
 from linkpulse.ingest.enrich import (
-    MAX_LANG,
-    MAX_REFERRER,
-    MAX_UA,
     clean_text,
     enrich_user_agent,
     normalize_country,

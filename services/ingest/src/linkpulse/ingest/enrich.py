@@ -39,11 +39,6 @@ _DESKTOP_OS = frozenset(
 _MOBILE_OS = frozenset({"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Symbian OS", "Tizen"})
 _TABLET = re.compile(r"ipad|tablet|kindle|silk|playbook|nexus (7|9|10)\b", re.IGNORECASE)
 
-# Caps keep a hostile header from bloating rows and the UA cache; real values are far shorter.
-MAX_UA = 1024
-MAX_REFERRER = 2048
-MAX_LANG = 64
-
 
 class Enrichment(msgspec.Struct, frozen=True):
     """What a user agent says about the visitor."""

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["BATCH_SECONDS", "BATCH_SIZE", "DB_ERRORS", "DEAD_LETTERS", "EVENTS", "LAG"]
+__all__ = [
+    "BATCH_SECONDS",
+    "BATCH_SIZE",
+    "DB_ERRORS",
+    "DEAD_LETTERS",
+    "EVENTS",
+    "LAG",
+    "RETENTION_PARTITIONS",
+    "RETENTION_ROWS",
+]
 
 EVENTS = Counter(
     "linkpulse_ingest_events",
@@ -32,7 +41,19 @@ LAG = Gauge(
     "Messages waiting in a shard's durable consumer, as JetStream reported with this process's last fetched batch.",
     ["shard"],
 )
+RETENTION_PARTITIONS = Counter(
+    "linkpulse_ingest_retention_partitions_dropped",
+    "click_events partitions dropped by retention (every click in them older than LINKPULSE_INGEST_RETENTION_DAYS).",
+)
+RETENTION_ROWS = Counter(
+    "linkpulse_ingest_retention_rows_deleted",
+    "Rows deleted by retention, by table: dead_letters, and click_events_default (clicks of months that had no "
+    "partition of their own).",
+    ["table"],
+)
 
 # Both results exist from the start, so a dashboard shows 0 rather than "no data".
 for _result in ("inserted", "duplicate"):
     EVENTS.labels(_result)
+for _table in ("click_events_default", "dead_letters"):
+    RETENTION_ROWS.labels(_table)

@@ -57,6 +57,12 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     """127.0.0.1: bind address of that server; the image and chart set 0.0.0.0 for probes and Prometheus."""
     log_level: str = "info"
     """info: log level of the worker."""
+    retention_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 400
+    """400: days raw clicks (`click_events`) and dead letters are kept; 0 keeps them forever; rollups stay.
+
+    Whole monthly partitions are dropped once their newest possible click is this old, so a click stays
+    between 400 and about 430 days: over a year, so this year's clicks can be compared with last year's.
+    """
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from itertools import chain
 
 import asyncpg
@@ -24,6 +24,7 @@ from linkpulse.db.pool import create_pool
 from linkpulse.ingest import metrics
 from linkpulse.ingest.batch import PreparedBatch, dead_letter, prepare
 from linkpulse.ingest.enrich import warm_up
+from linkpulse.ingest.retention import apply_retention
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.store import StoreResult, ensure_partitions, prepare_connection, store_batch
 from linkpulse.messaging.connect import connect
@@ -41,6 +42,8 @@ IN_PROGRESS_PER_ACK_WAIT = 3
 """A held batch tells JetStream it is still being worked on three times per ack wait, well before it runs out."""
 PARTITIONS_EVERY = 86400.0
 """Partition upkeep runs on start and then daily; it prepares three months ahead."""
+RETENTION_EVERY = 3600.0
+"""Retention runs on start and then hourly: a partition goes within the hour its last click expires."""
 
 IDLE_IN_TRANSACTION = "10s"
 """Postgres ends an ingest transaction idle this long (see `_work`): far above a batch's own pauses."""
@@ -97,11 +100,12 @@ class IngestWorker:
 
     async def _work(self, nc: Client, stop: asyncio.Event) -> None:
         # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
-        # One connection per shard loop, so no batch waits for another shard's commit.
+        # One connection per shard loop, so no batch waits for another shard's commit, and partition
+        # upkeep's and retention's.
         self._pool = await create_pool(
             self.settings.database,
             min_size=0,
-            max_size=self.settings.clicks.shards + 1,
+            max_size=self.settings.clicks.shards + 2,
             init=prepare_connection,
             # A batch's transaction is never idle for long; one that is belongs to a frozen or partitioned
             # process, and its row locks on the rollups would stall every other pod until its TCP died.
@@ -114,6 +118,8 @@ class IngestWorker:
                 log.info("ingest.started", shards=self.settings.clicks.shards)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._maintain_partitions(stop))
+                    if self.tuning.retention_days:
+                        tasks.create_task(self._apply_retention(stop))
                     for shard in range(self.settings.clicks.shards):
                         tasks.create_task(self._consume(js, shard, stop))
         finally:
@@ -137,18 +143,32 @@ class IngestWorker:
 
     async def _maintain_partitions(self, stop: asyncio.Event) -> None:
         assert self._pool is not None
+        pool, timeout = self._pool, self.settings.database.command_timeout
+        # Not fatal when it fails: events outside prepared months land in the default partition.
+        await self._periodically(stop, "partitions", PARTITIONS_EVERY, lambda: ensure_partitions(pool, timeout=timeout))
+
+    async def _apply_retention(self, stop: asyncio.Event) -> None:
+        assert self._pool is not None
+        pool, timeout, days = self._pool, self.settings.database.command_timeout, self.tuning.retention_days
+        await self._periodically(
+            stop, "retention", RETENTION_EVERY, lambda: apply_retention(pool, days, timeout=timeout)
+        )
+
+    async def _periodically(
+        self, stop: asyncio.Event, name: str, every: float, job: Callable[[], Awaitable[object]]
+    ) -> None:
+        """Run `job` now and every `every` seconds until stop; while Postgres is away, retry with backoff."""
         delay = self.tuning.retry_delay
         while not stop.is_set():
             try:
-                await ensure_partitions(self._pool, timeout=self.settings.database.command_timeout)
+                await job()
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
-                # Not fatal: events outside prepared months land in the default partition.
-                log.warning("ingest.partitions_failed", error=repr(exc), retry_in=delay)
+                log.warning(f"ingest.{name}_failed", error=repr(exc), retry_in=delay)
                 timeout, delay = delay, min(delay * 2, MAX_BACKOFF)
             else:
-                timeout, delay = PARTITIONS_EVERY, self.tuning.retry_delay
+                timeout, delay = every, self.tuning.retry_delay
             await _wait(stop, timeout)
 
     async def _consume(self, js: JetStreamContext, shard: int, stop: asyncio.Event) -> None:

@@ -5,14 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from linkpulse.events import ClickEvent
+import structlog
+
+from linkpulse.events import MAX_UA, ClickEvent
 from linkpulse.ids import new_event_id
+from linkpulse.redirect.referrer import referrer_origin_path
 from linkpulse.redirect.visitor import TrustedProxies, anonymize_ip, first_language
 
 if TYPE_CHECKING:
     from linkpulse.redirect.tracing import ClickTracing
 
-__all__ = ["ClickMaker", "HeaderGetter"]
+__all__ = ["ANONYMIZE_SETTING", "ClickMaker", "HeaderGetter"]
+
+log = structlog.get_logger(__name__)
+
+ANONYMIZE_SETTING = "LINKPULSE_PROXY_ANONYMIZE_IP"
+"""The variable of `ProxySettings.anonymize_ip`, named in the warning an operator sees when it is off."""
 
 HeaderGetter = Callable[[str, str], str]
 """`header(lowercase_name, default)`: the first value of a request header."""
@@ -36,6 +44,14 @@ class ClickMaker:
         self.anonymize = anonymize
         self.tracing = tracing
         """None while tracing is off: a click then carries no traceparent and costs no span call."""
+        if not anonymize:
+            # Made once per process at startup, so this is said once per process, where the operator looks.
+            log.warning(
+                "privacy.ip_not_anonymized",
+                setting=ANONYMIZE_SETTING,
+                detail=f"clicks carry visitors' full IP addresses, which are personal data; {ANONYMIZE_SETTING}=true "
+                "zeroes the last octet (IPv4) or last 80 bits (IPv6) before a click leaves the redirect",
+            )
 
     def make(self, code: str, link_id: int, now_ms: int, peer: str, header: HeaderGetter) -> ClickEvent:
         """The click of one answered GET of `code`, from the direct peer's address and the request's headers."""
@@ -50,8 +66,9 @@ class ClickMaker:
             link_id=link_id,
             ts=now_ms,
             ip=anonymize_ip(ip) if self.anonymize else ip,
-            ua=header("user-agent", "")[:512],
-            referrer=header("referer", "")[:1024],
+            ua=header("user-agent", "")[:MAX_UA],
+            # Reduced here, so a query (search terms, tokens) never leaves the redirect.
+            referrer=referrer_origin_path(header("referer", "")),
             lang=first_language(header("accept-language", "")),
             country=country[:2].upper(),
             traceparent=tracing.click(code, event_id) if tracing is not None else "",

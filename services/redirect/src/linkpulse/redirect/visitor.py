@@ -6,6 +6,8 @@ import functools
 import ipaddress
 from collections.abc import Sequence
 
+from linkpulse.events import MAX_LANG
+
 __all__ = ["TrustedProxies", "anonymize_ip", "first_language"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -32,7 +34,7 @@ def anonymize_ip(ip: str) -> str | None:
 def first_language(accept_language: str) -> str:
     """The first language tag of Accept-Language (`en-US,en;q=0.9` → `en-US`), bounded and cleaned."""
     tag = accept_language.split(",", 1)[0].split(";", 1)[0].strip()
-    return tag[:35] if tag.replace("-", "").isalnum() else ""
+    return tag[:MAX_LANG] if tag.replace("-", "").isalnum() else ""
 
 
 class TrustedProxies:
