@@ -1,5 +1,6 @@
 """The three Dockerfiles, read statically: multi-stage, slim and non-root, running the right module on the
-port the service listens on in the image, built from paths that exist and reach the build context."""
+port the service listens on in the image, built from paths that exist and reach the build context, every
+dependency from the service's hashed lock."""
 
 from __future__ import annotations
 
@@ -225,11 +226,50 @@ def test_builder_installs_only_libs_and_this_service_from_paths_in_the_context(
     for src in sources:
         assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
         assert not ignored(src), f"COPY {src}: excluded by .dockerignore"
-    # libs and this service only: no other service, no tests, and never libs' `local` extra.
-    assert {s.split("/pyproject.toml")[0] for s in sources} == {"libs", f"services/{service}"}
-    installs = " ".join(r.args for r in builder.all("RUN") if "pip install" in r.args)
+    # libs, this service and its lock only: no other service, no tests, and never libs' `local` extra.
+    assert sorted(sources) == sorted(
+        [f"requirements/{service}.txt", "requirements/build.txt", "libs", f"services/{service}"]
+    )
+    installs = " ".join(r.args for r in builder.all("RUN") if "pip" in r.args)
     assert "[local]" not in installs and "--group" not in installs and " -e " not in installs
     assert f"./libs ./services/{service}" in installs
+
+
+def _pip_commands(stage: Stage) -> list[tuple[int, list[str]]]:
+    """(instruction index, argv) of every pip command in the stage's RUN lines, split at `&&`."""
+    found = []
+    for index, ins in enumerate(stage.instructions):
+        if ins.keyword == "RUN":
+            for command in ins.args.split("&&"):
+                argv = shlex.split(command)
+                if argv and argv[0] == "pip":
+                    found.append((index, argv))
+    return found
+
+
+def test_builder_takes_every_dependency_from_the_lock_with_hashes(service: str, stages: list[Stage]) -> None:
+    builder = stages[0]
+    image_python = ["--python", "/opt/venv/bin/python"]
+    lock_install = ["install", "--require-hashes", "--only-binary=:all:", "-r", f"requirements/{service}.txt"]
+    commands = _pip_commands(builder)
+    # Each pip command is one of these, so no package reaches either venv unchecked.
+    allowed = [
+        ["pip", "install", "--require-hashes", "--only-binary=:all:", "-r", "requirements/build.txt"],
+        ["pip", *image_python, *lock_install],
+        ["pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", "/tmp/wheels", "./libs",
+         f"./services/{service}"],
+        ["pip", *image_python, "install", "--no-deps", "--no-index", "/tmp/wheels/*.whl"],
+        ["pip", *image_python, "check"],
+    ]  # fmt: skip
+    assert [argv for _, argv in commands] == allowed
+    # The image's venv starts empty (no pip or setuptools of the base image), and the dependency layer is
+    # built before the code is copied, so a code change does not re-download it.
+    runs = " ".join(r.args for r in builder.all("RUN"))
+    assert "python -m venv --without-pip /opt/venv" in runs
+    code_copied = next(
+        i for i, ins in enumerate(builder.instructions) if ins.keyword == "COPY" and ins.args == "libs libs"
+    )
+    assert all(index < code_copied for index, argv in commands if "--require-hashes" in argv)
 
 
 def test_every_packaged_file_reaches_the_build_context(service: str) -> None:
