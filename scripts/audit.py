@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--service", choices=("pypi", "osv"), default="pypi", help="where pip-audit asks (default: PyPI's JSON API)"
     )
-    parser.add_argument("--osv-url", help="another OSV-API endpoint than api.osv.dev (with --service osv)")
+    parser.add_argument("--osv-url", help="another OSV-API endpoint than OSV's public one (with --service osv)")
     args = parser.parse_args(argv)
     status, lines = judge(*run_pip_audit(args.lock, args.service, args.osv_url), args.service)
     print("\n".join(lines), file=sys.stdout if status == CLEAN else sys.stderr)

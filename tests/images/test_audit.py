@@ -66,7 +66,7 @@ def test_a_known_vulnerable_pin_fails_the_audit_on_pypi(tmp_path: Path) -> None:
 
 
 class OsvStandIn(BaseHTTPRequestHandler):
-    """POST /v1/query as api.osv.dev answers it, from the records in ADVISORIES; `status` forces an error."""
+    """POST /v1/query as OSV's public API answers it, from the records in ADVISORIES; `status` forces an error."""
 
     status = 200
 
