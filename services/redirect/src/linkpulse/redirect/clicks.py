@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from linkpulse.events import ClickEvent
 from linkpulse.ids import new_event_id
-from linkpulse.redirect.visitor import TrustedProxies, anonymize_ip, first_language
+from linkpulse.redirect.visitor import anonymize_ip, first_language
+from linkpulse.web.proxies import TrustedProxies
 
 if TYPE_CHECKING:
     from linkpulse.redirect.tracing import ClickTracing
