@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import asyncpg
 import nats
 import pytest
 import redis
+import uvicorn
 from nats.js.errors import NotFoundError, ServerError
 
 from linkpulse.db.migrate import migrate
@@ -160,3 +162,20 @@ def make_link(db: asyncpg.Connection) -> MakeLink:
         return int(await db.fetchval(sql, *values))
 
     return make
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[None]:
+    """Run a uvicorn server on this test's loop until the block ends (real sockets, no signal handlers)."""
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # pytest keeps its own
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert not task.done() and time.monotonic() < deadline, "uvicorn did not start"
+        await asyncio.sleep(0.02)  # uvicorn announces its start only by this flag
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -25,7 +25,7 @@ from linkpulse.redirect.cache import LinkCache
 from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.settings import RedirectSettings
-from linkpulse.redirect.visitor import TrustedProxies
+from linkpulse.web.proxies import TrustedProxies
 from linkpulse.web.request_metrics import RequestMetrics, RequestMetricsMiddleware
 
 _HEADERS = [(b"host", b"sho.rt"), (b"user-agent", b"bench/1.0"), (b"accept-language", b"en")]

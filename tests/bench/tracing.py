@@ -34,8 +34,8 @@ from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.tracing import ClickTracing
-from linkpulse.redirect.visitor import TrustedProxies
 from linkpulse.telemetry import LinkedRootSampler, Tracing
+from linkpulse.web.proxies import TrustedProxies
 
 _HEADERS = [(b"host", b"sho.rt"), (b"user-agent", b"bench/1.0"), (b"accept-language", b"en")]
 

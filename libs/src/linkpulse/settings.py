@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -12,6 +12,7 @@ __all__ = [
     "DatabaseSettings",
     "HttpSettings",
     "NatsSettings",
+    "ProxySettings",
     "RedisSettings",
     "SettingsError",
     "StreamsSettings",
@@ -57,6 +58,9 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Upper bound per process; ingest needs one per shard loop in flight."""
     command_timeout: float = 10.0
     """Seconds before a statement is abandoned."""
+    idle_in_transaction_timeout: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    """Seconds Postgres lets a session sit idle inside a transaction before ending it (0: never): a stalled
+    client or frozen process must not hold locks and a connection for ever."""
 
 
 class ClicksSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +88,13 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Server worker processes; the HPA scales pods, this scales within one."""
     log_level: str = "info"
     """Log level for the service and its server."""
+
+
+class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Which proxies in front of an HTTP service are believed about the client (`LINKPULSE_PROXY_*`)."""
+
+    trusted: str = ""
+    """Comma-separated CIDRs of proxies whose X-Forwarded-For (and country header) are believed; none by default."""
 
 
 class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import nats
 import pytest
+import uvicorn
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
+from tests.conftest import serving
 
 from linkpulse.admin.app import create_app
 from linkpulse.admin.auth import generate_key
 from linkpulse.admin.settings import AdminSettings
+from linkpulse.localstack.process import free_port
 
 
 @pytest.fixture
@@ -48,3 +53,22 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     nc = await nats.connect(nats_url)
     yield nc.jetstream()
     await nc.close()
+
+
+ServeAdmin = Callable[[AdminSettings], AbstractAsyncContextManager[int]]
+
+
+@pytest.fixture
+def serve_admin() -> ServeAdmin:
+    """Run the admin app under a real uvicorn server on a free port (real sockets, peer 127.0.0.1); yields the port."""
+
+    @contextlib.asynccontextmanager
+    async def serve(settings: AdminSettings) -> AsyncIterator[int]:
+        port = free_port()
+        # proxy_headers off as in linkpulse.web.server: forwarded headers are the app's to believe or not.
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, lifespan="on",
+                                log_level="warning", proxy_headers=False)  # fmt: skip
+        async with serving(config):
+            yield port
+
+    return serve

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from litestar import Litestar
-from tests.conftest import MakeLink
+from tests.conftest import MakeLink, serving
 from tests.integration.redirect.test_fast_path import requests_counted
 from tests.integration.redirect.test_redirect import published_clicks
 
@@ -108,18 +108,8 @@ async def _serving(redirect_env: dict[str, str], **config: Any) -> AsyncIterator
     uvicorn_config = uvicorn.Config(app, host="127.0.0.1", port=port, http=RedirectProtocol, lifespan="on",
                                     log_level="warning", access_log=False, server_header=False,
                                     proxy_headers=False, **config)  # fmt: skip
-    server = uvicorn.Server(uvicorn_config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # pytest keeps its own
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert not task.done() and time.monotonic() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.02)  # uvicorn announces its start only by this flag
-    try:
+    async with serving(uvicorn_config):
         yield Served(port, app, reached, scopes)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 async def _clicks(nats_url: str, count: int) -> list[Any]:

@@ -9,8 +9,8 @@ from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA
 from linkpulse.redirect.clicks import ANONYMIZE_SETTING, ClickMaker, HeaderGetter
 from linkpulse.redirect.referrer import referrer_origin_path
 from linkpulse.redirect.settings import RedirectSettings
-from linkpulse.redirect.visitor import TrustedProxies
 from linkpulse.settings import env_names
+from linkpulse.web.proxies import TrustedProxies
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,11 @@ async def create_pool(
 
     `max_size` raises the setting's bound where a service knows it needs more (one per shard loop).
     `init` runs on each new connection (e.g. `linkpulse.db.metrics.time_queries`); `server_settings` are
-    Postgres settings of every connection (`{"idle_in_transaction_session_timeout": "10s"}`).
+    Postgres settings of every connection, over the defaults (`idle_in_transaction_session_timeout` from
+    `settings.idle_in_transaction_timeout`).
     """
+    # Postgres takes the timeout in milliseconds; a transaction left idle ends, freeing its locks.
+    idle_ms = str(round(settings.idle_in_transaction_timeout * 1000))
     return await asyncpg.create_pool(
         dsn=settings.url,
         min_size=settings.pool_min if min_size is None else min_size,
@@ -33,5 +36,5 @@ async def create_pool(
         # Statements are few and fixed; a larger cache saves a round trip of parsing per query.
         statement_cache_size=256,
         init=init,
-        server_settings=server_settings,
+        server_settings={"idle_in_transaction_session_timeout": idle_ms, **(server_settings or {})},
     )

@@ -27,6 +27,8 @@ _DESCRIPTIONS = {
     409: "Conflicts with an existing resource",
     413: "Request body too large",
     422: "Invalid input; `detail` names the field and the reason",
+    429: "Too many failed authentications from this address; `Retry-After` says when to try again",
+    503: "Too many requests of this kind at once; `Retry-After` says when to try again",
 }
 
 
@@ -38,7 +40,9 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error statuses a handler can answer."""
+    """OpenAPI entries for the error statuses a handler can answer (a route that authenticates can also 429)."""
+    if 401 in codes:
+        codes = (*dict.fromkeys((*codes, 429)),)
     return {
         c: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[c], generate_examples=False) for c in codes
     }

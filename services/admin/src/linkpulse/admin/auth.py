@@ -1,4 +1,4 @@
-"""Bearer authentication by API key (SHA-256 lookup, constant-time check), the bootstrap key, scope guards."""
+"""Bearer authentication by API key (SHA-256 lookup, constant-time check, throttled failures), scope guards."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import asyncpg
 import msgspec
 import structlog
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 
 from linkpulse.admin.settings import AdminOptions
+from linkpulse.admin.throttle import AuthThrottle
 from linkpulse.apikeys import (
     ADMIN,
     KEY_PREFIX,
@@ -97,32 +98,51 @@ async def ensure_bootstrap_key(pool: asyncpg.Pool, options: AdminOptions) -> Non
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     """The Principal of the request's `Authorization: Bearer` key; 401 when missing or not valid.
 
+    A client IP with too many recent failures gets 429 (with Retry-After) before any database lookup.
     The result is kept in the ASGI scope (`request.auth`), so several guards cost one lookup.
     """
     cached = connection.scope.get("auth")
     if isinstance(cached, Principal):
         return cached
     digest = _bearer_digest(connection.headers.get("authorization", ""))
-    pool: asyncpg.Pool = connection.app.state.db
+    throttle: AuthThrottle = connection.app.state.throttle
+    peer = connection.client.host if connection.client else ""
+    ip = throttle.client_ip(peer, connection.headers.get("x-forwarded-for"))
+    # A throttled client costs a Redis round trip, never a Postgres one, however fast it guesses.
+    if wait := await throttle.retry_after(ip):
+        raise TooManyRequestsException(
+            f"too many failed authentications from this address; retry in {wait} s", headers={"Retry-After": str(wait)}
+        )
+    key = await _lookup(connection.app.state.db, digest)
+    if isinstance(key, str):
+        await throttle.failed(ip)
+        raise _unauthorized(key)
+    principal = Principal(key_id=key.id, name=key.name, prefix=key.prefix, scopes=frozenset(key.scopes))
+    connection.scope["auth"] = principal
+    connection.scope["user"] = principal.name
+    return principal
+
+
+async def _lookup(pool: asyncpg.Pool, digest: bytes | None) -> keys_db.ApiKeyRecord | str:
+    """The key of `digest`, or why it does not authenticate."""
+    if digest is None:
+        return "invalid API key"
     # Read on every request, never cached across requests: a revocation or expiry applies to
     # the very next request.
     found = await keys_db.find_by_hash(pool, digest)
     # The lookup is by hash, so its timing says nothing about the key; the constant-time
     # comparison of what came back keeps it so however the database matched.
     if found is None or not hmac.compare_digest(found[1], digest):
-        raise _unauthorized("invalid API key")
+        return "invalid API key"
     key = found[0]
     now = datetime.now(UTC)
     if key.revoked_at is not None:
-        raise _unauthorized("API key revoked")
+        return "API key revoked"
     if key.expires_at is not None and key.expires_at <= now:
-        raise _unauthorized("API key expired")
+        return "API key expired"
     if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
         await keys_db.touch_last_used(pool, key.id)
-    principal = Principal(key_id=key.id, name=key.name, prefix=key.prefix, scopes=frozenset(key.scopes))
-    connection.scope["auth"] = principal
-    connection.scope["user"] = principal.name
-    return principal
+    return key
 
 
 def _unauthorized(detail: str) -> NotAuthorizedException:
@@ -130,15 +150,16 @@ def _unauthorized(detail: str) -> NotAuthorizedException:
     return NotAuthorizedException(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _bearer_digest(authorization: str) -> bytes:
+def _bearer_digest(authorization: str) -> bytes | None:
     # Only the hash leaves this frame: a traceback that shows locals of the lookup below
-    # (rich tracebacks do) can never print the key.
+    # (rich tracebacks do) can never print the key. None: a key too long to be one (a failed attempt).
     scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
+        # Not an attempt at a key, so not counted as a failure: nothing was guessed.
         raise _unauthorized("missing API key: send `Authorization: Bearer <key>`")
     if len(key) > _MAX_KEY_CHARS:
-        raise _unauthorized("invalid API key")
+        return None
     return hash_key(key)
 
 

@@ -13,12 +13,14 @@ from redis.asyncio import Redis
 from linkpulse.admin.auth import ensure_bootstrap_key
 from linkpulse.admin.outbox import OutboxRelay, RecordWriter
 from linkpulse.admin.settings import AdminSettings
+from linkpulse.admin.throttle import AuthThrottle
 from linkpulse.db.metrics import time_queries
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import connect
 from linkpulse.telemetry import Tracing
+from linkpulse.web.proxies import TrustedProxies
 
-__all__ = ["database", "database_ready", "messaging", "outbox_relay", "redis_client", "traced"]
+__all__ = ["auth_throttle", "database", "database_ready", "messaging", "outbox_relay", "redis_client", "traced"]
 
 _READY_TIMEOUT = 2.0
 _REDIS_TIMEOUT_FLOOR = 1.0
@@ -47,6 +49,25 @@ async def redis_client(settings: AdminSettings, app: Litestar) -> AsyncIterator[
     timeout = max(settings.redis.timeout, _REDIS_TIMEOUT_FLOOR)
     client = Redis.from_url(settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
     app.state.redis = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def auth_throttle(settings: AdminSettings, app: Litestar) -> AsyncIterator[None]:
+    """`app.state.throttle`: failed authentications counted per client IP, in Redis while it answers."""
+    # A client of its own with the shared (hot-path) timeout: every authentication asks it first, so a
+    # slow Redis must cost little before the throttle falls back to counting in process.
+    timeout = settings.redis.timeout
+    client = Redis.from_url(settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    app.state.throttle = AuthThrottle(
+        client,
+        TrustedProxies(settings.proxy.trusted),
+        limit=settings.admin.auth_failures,
+        window=settings.admin.auth_failure_window,
+    )
     try:
         yield
     finally:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from linkpulse.settings import DatabaseSettings, HttpSettings, NatsSettings, RedisSettings, from_env
+from linkpulse.settings import DatabaseSettings, HttpSettings, NatsSettings, ProxySettings, RedisSettings, from_env
 
 __all__ = ["AdminHttpSettings", "AdminOptions", "AdminSettings"]
 
@@ -40,15 +40,24 @@ class AdminOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds between outbox relay passes (one runs at startup too): how long an unpublished change can wait."""
     fault_exit_after_commit: bool = False
     """TEST ONLY: exit with status 70 right after a link change commits, before Redis and NATS (outbox test)."""
+    auth_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
+    """Failed authentications one client IP may make per window (10); then 429 until the window ends."""
+    auth_failure_window: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    """Seconds of a client IP's failure window (5 min), from its first failure: how long a guesser waits."""
+    bulk_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 2
+    """Bulk uploads read, parsed and stored at once per process (2); more get 503: each holds up to 8 MiB."""
+    export_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 2
+    """CSV exports streaming at once per process (2); more get 503, so exports never crowd out the API."""
+    export_send_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """Seconds an export waits for its client to take the next chunk (30) before the response is cut."""
 
     def __repr__(self) -> str:
         # Settings may end up in a log line or a traceback; the key must not.
-        key = "'***'" if self.key else "''"
-        return (
-            f"AdminOptions(key={key}, public_url={self.public_url!r}, own_hosts={self.own_hosts!r}, "
-            f"max_body_bytes={self.max_body_bytes}, relay_interval={self.relay_interval}, "
-            f"fault_exit_after_commit={self.fault_exit_after_commit})"
-        )
+        shown = {name: getattr(self, name) for name in self.__struct_fields__}
+        if self.key:
+            shown["key"] = "***"
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
+        return f"AdminOptions({fields})"
 
     def hosts(self) -> frozenset[str]:
         """Lower-case ASCII hosts that serve short links: the public URL's host plus `own_hosts`."""
@@ -73,6 +82,8 @@ class AdminSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Postgres, the source of truth for links, the outbox and API keys."""
     admin: AdminOptions = msgspec.field(default_factory=AdminOptions)
     """The admin API's own options."""
+    proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
+    """Proxies whose X-Forwarded-For names the client (the IP failed authentications are counted by)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AdminSettings:

@@ -28,9 +28,9 @@ from linkpulse.redirect.routes import redirect
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.spill import SpillFile
 from linkpulse.redirect.tracing import ClickTracing
-from linkpulse.redirect.visitor import TrustedProxies
 from linkpulse.telemetry import Tracing
 from linkpulse.web import ServicePlugin
+from linkpulse.web.proxies import TrustedProxies
 
 __all__ = ["create_app"]
 

@@ -10,7 +10,8 @@ import structlog
 from linkpulse.events import MAX_UA, ClickEvent
 from linkpulse.ids import new_event_id
 from linkpulse.redirect.referrer import referrer_origin_path
-from linkpulse.redirect.visitor import TrustedProxies, anonymize_ip, first_language
+from linkpulse.redirect.visitor import anonymize_ip, first_language
+from linkpulse.web.proxies import TrustedProxies
 
 if TYPE_CHECKING:
     from linkpulse.redirect.tracing import ClickTracing

@@ -11,11 +11,12 @@ from linkpulse.settings import (
     DatabaseSettings,
     HttpSettings,
     NatsSettings,
+    ProxySettings,
     RedisSettings,
     from_env,
 )
 
-__all__ = ["CacheSettings", "ProxySettings", "PublisherSettings", "RedirectSettings"]
+__all__ = ["CacheSettings", "PublisherSettings", "RedirectProxySettings", "RedirectSettings"]
 
 
 class CacheSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,9 +52,9 @@ class PublisherSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Spilled envelopes in flight at once while the spill file is replayed (beside live publishing)."""
 
 
-class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
-    trusted: str = ""
-    """Comma-separated CIDRs of proxies whose X-Forwarded-For and country header are believed."""
+class RedirectProxySettings(ProxySettings, frozen=True, kw_only=True):
+    """The shared `trusted` CIDRs plus what the redirect reads from a trusted edge."""
+
     country_header: str = "cf-ipcountry"
     """Header carrying the visitor's country from a trusted edge."""
     anonymize_ip: bool = True
@@ -68,7 +69,7 @@ class RedirectSettings(msgspec.Struct, frozen=True, kw_only=True):
     clicks: ClicksSettings = ClicksSettings()
     cache: CacheSettings = CacheSettings()
     publisher: PublisherSettings = PublisherSettings()
-    proxy: ProxySettings = ProxySettings()
+    proxy: RedirectProxySettings = RedirectProxySettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RedirectSettings:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import msgspec
 
+from linkpulse.admin.links.bulk_shape import UploadError, check_shape
 from linkpulse.admin.links.schemas import LinkCreate
 from linkpulse.validation import InvalidInput, validate_code, validate_expiry, validate_url
 
@@ -105,15 +106,6 @@ class Upload(msgspec.Struct, frozen=True):
     total: int
 
 
-class UploadError(Exception):
-    """The body as a whole is unusable (not UTF-8, not CSV or JSON, too many rows): no row errors."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-
-
 class BulkRejected(Exception):
     """Some rows are invalid, so nothing was stored; answered 422 with every row error."""
 
@@ -145,7 +137,11 @@ def parse_upload(body: bytes, content_type: str) -> Upload:
 
 
 def parse_json(body: bytes) -> Upload:
-    """A JSON array of link objects; each element is decoded strictly, as `POST /api/v1/links` does."""
+    """A JSON array of link objects; each element is decoded strictly, as `POST /api/v1/links` does.
+
+    The shape is checked first (rows, inner arrays, depth), so a hostile body is refused before it is built.
+    """
+    check_shape(body, MAX_ROWS)
     try:
         raws = msgspec.json.decode(body, type=list[msgspec.Raw])
     except msgspec.ValidationError:

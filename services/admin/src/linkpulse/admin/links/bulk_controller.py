@@ -16,11 +16,11 @@ from litestar.exceptions import ClientException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
 from litestar.params import QueryParameter
-from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED, HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_422_UNPROCESSABLE_ENTITY
 
 from linkpulse.admin.api import ErrorBody, error_responses
 from linkpulse.admin.auth import LINKS_READ, LINKS_WRITE, authenticated, requires
+from linkpulse.admin.limits import BoundedStream, RequestLimits
 from linkpulse.admin.links.bulk import (
     EXPORT_COLUMNS,
     MAX_ROWS,
@@ -114,7 +114,7 @@ class LinkBulkController(Controller):
         request_max_body_size=BULK_MAX_BODY_BYTES,
         operation_class=_BulkOperation,
         responses={
-            **error_responses(400, 401, 403, 413),
+            **error_responses(400, 401, 403, 413, 503),
             HTTP_415_UNSUPPORTED_MEDIA_TYPE: ResponseSpec(
                 data_container=ErrorBody, description="Neither JSON nor CSV", generate_examples=False
             ),
@@ -125,15 +125,22 @@ class LinkBulkController(Controller):
             ),
         },
     )
-    async def bulk_create(self, request: Request[Any, Any, Any], bulk: NamedDependency[LinkBulkService]) -> BulkCreated:
+    async def bulk_create(
+        self,
+        request: Request[Any, Any, Any],
+        bulk: NamedDependency[LinkBulkService],
+        limits: NamedDependency[RequestLimits],
+    ) -> BulkCreated:
         """Validate every row, then store every link with its outbox row in one transaction; 201 with the codes."""
-        body = await request.body()
-        try:
-            # Parsing 10,000 rows takes a moment of CPU: off the event loop, so other requests go on.
-            upload = await asyncio.to_thread(parse_upload, body, request.headers.get("content-type", ""))
-        except UploadError as exc:
-            raise ClientException(detail=exc.detail, status_code=exc.status_code) from None
-        created = await bulk.create(upload)
+        # A slot before the body is read: a burst of uploads holds a bounded number of bodies and rows.
+        with limits.bulk.taken():
+            body = await request.body()
+            try:
+                # Parsing 10,000 rows takes a moment of CPU: off the event loop, so other requests go on.
+                upload = await asyncio.to_thread(parse_upload, body, request.headers.get("content-type", ""))
+            except UploadError as exc:
+                raise ClientException(detail=exc.detail, status_code=exc.status_code) from None
+            created = await bulk.create(upload)
         log.info("bulk.created", links=created.created, api_key_id=request.auth.key_id)
         return created
 
@@ -144,15 +151,16 @@ class LinkBulkController(Controller):
         guards=[requires(LINKS_READ)],
         media_type="text/csv",
         response_description="CSV with a header row: " + ", ".join(EXPORT_COLUMNS),
-        responses=error_responses(400, 401, 403, 422),
+        responses=error_responses(400, 401, 403, 422, 503),
     )
     async def export_links(
         self,
         bulk: NamedDependency[LinkBulkService],
+        limits: NamedDependency[RequestLimits],
         tag: Annotated[
             str | None, QueryParameter(description=f"Only links carrying this tag (at most {MAX_TAG_CHARS} chars).")
         ] = None,
-    ) -> Stream:
+    ) -> BoundedStream:
         """CSV, streamed, one row per link not deleted (only those tagged `tag` if given), oldest first.
 
         Values starting with `=`, `+`, `-` or `@` get a `'` in front, so a spreadsheet shows them as text;
@@ -165,8 +173,10 @@ class LinkBulkController(Controller):
                 detail=f"tag must be at most {MAX_TAG_CHARS} characters, without control characters",
                 status_code=HTTP_422_UNPROCESSABLE_ENTITY,
             )
-        return Stream(
+        return BoundedStream(
             bulk.export(tag),
+            release=limits.export.take(),
+            send_timeout=limits.export_send_timeout,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="links.csv"'},
         )

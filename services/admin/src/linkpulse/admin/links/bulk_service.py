@@ -1,4 +1,4 @@
-"""Bulk link storage: all-or-nothing inserts with their outbox rows, batched side effects, streamed CSV export."""
+"""Bulk link storage: all-or-nothing inserts with their outbox rows, batched side effects, CSV export in pages."""
 
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ _SLICE = 500
 _PUBLISH_TIMEOUT = 2.0
 # Advisory lock key serialising bulk inserts across admin pods ("lpbulk" in ASCII).
 _BULK_LOCK = int.from_bytes(b"lpbulk", "big")
-# Rows fetched per round trip of the export cursor, and written per chunk of the response.
+# Links per page of the export (one statement each), and the size of a chunk of the response.
 _EXPORT_BATCH = 500
+_CHUNK_CHARS = 64 * 1024
 
 # One statement for every row: unnest turns the column arrays back into rows. Tags travel as one
 # JSON array per row, since a Postgres array of arrays must be rectangular. ON CONFLICT DO NOTHING
@@ -66,12 +67,14 @@ _INSERT_EVENTS = """
 INSERT INTO link_events (id, link_id, code, op, version, payload)
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bytea[])
 """
-_EXPORT = """
-SELECT l.code, l.url, l.redirect_type, l.active, l.expires_at, l.max_clicks, l.tags, l.title, l.forward_query,
-       l.created_at, coalesce(t.clicks, 0) AS clicks, coalesce(t.bot_clicks, 0) AS bot_clicks
+# One page of the export: the links after the last id sent, each page its own short statement.
+_EXPORT_PAGE = """
+SELECT l.id, l.code, l.url, l.redirect_type, l.active, l.expires_at, l.max_clicks, l.tags, l.title,
+       l.forward_query, l.created_at, coalesce(t.clicks, 0) AS clicks, coalesce(t.bot_clicks, 0) AS bot_clicks
 FROM links l LEFT JOIN link_totals t ON t.link_id = l.id
-WHERE l.deleted_at IS NULL {tag_filter}
+WHERE l.deleted_at IS NULL AND l.id > $1 {tag_filter}
 ORDER BY l.id
+LIMIT $2
 """
 
 log = structlog.get_logger(__name__)
@@ -138,20 +141,27 @@ class LinkBulkService:
     async def export(self, tag: str | None = None) -> AsyncIterator[str]:
         """CSV text of every live link (with `tag`, only those carrying it), header first, in chunks.
 
-        A server-side cursor in a read-only transaction reads `_EXPORT_BATCH` rows per round trip,
-        so memory stays flat however many links there are; the export is one consistent snapshot.
+        Keyset pages by id, each one short statement on a pooled connection given back before the page
+        is sent: a client that reads slowly (or not at all) holds no connection and no transaction, and
+        memory stays flat however many links there are. So a long export is not one snapshot: a link
+        created or deleted meanwhile may or may not be in it, and none is in it twice.
         """
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(EXPORT_COLUMNS)
-        sql = _EXPORT.format(tag_filter="AND l.tags @> ARRAY[$1::text]" if tag is not None else "")
+        sql = _EXPORT_PAGE.format(tag_filter="AND l.tags @> ARRAY[$3::text]" if tag is not None else "")
         args = [tag] if tag is not None else []
-        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            async for row in conn.cursor(sql, *args, prefetch=_EXPORT_BATCH):
+        after = 0
+        while True:
+            rows = await self._pool.fetch(sql, after, _EXPORT_BATCH, *args)
+            for row in rows:
                 writer.writerow(export_row(row, self._options.short_url(row["code"])))
-                if buffer.tell() >= 64 * 1024:
+                if buffer.tell() >= _CHUNK_CHARS:
                     yield _drain(buffer)
-        yield _drain(buffer)
+            if len(rows) < _EXPORT_BATCH:
+                yield _drain(buffer)
+                return
+            after = rows[-1]["id"]
 
     async def _taken(self, rows: Sequence[BulkRow]) -> list[RowError]:
         # Deleted links count: a soft-deleted code stays taken (it answers 410).
