@@ -76,7 +76,11 @@ def validate_url(url: str, own_hosts: Collection[str] = (), *, allow_private: bo
     """
     if _CONTROL.search(url):
         raise InvalidInput("url must not contain control characters (CR, LF, tab, NUL...)")
-    if len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+    try:
+        size = len(url.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("url must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_URL_BYTES:
         raise InvalidInput(f"url must be at most {MAX_URL_BYTES} bytes")
     if url != url.strip() or " " in url:
         raise InvalidInput("url must not contain spaces")

@@ -18,6 +18,7 @@ from linkpulse.validation import InvalidInput, could_be_code, validate_code, val
         ("https://user@example.com/", "credentials"),
         ("https://example.com/a\r\nSet-Cookie: x=1", "control"),
         ("https://example.com/\x00", "control"),
+        ("https://example.com/\ud800", "surrogates"),
         ("https:///path-only", "host"),
         ("https://exa mple.com/", "spaces"),
         ("https://example.com/" + "a" * 2100, "2048"),
