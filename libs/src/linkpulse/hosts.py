@@ -52,7 +52,7 @@ def canonical_host(host: str) -> str:
     if host.startswith("[") or ":" in host:
         return _ipv6(host.removeprefix("[").removesuffix("]"))
     if "%" in host:
-        raise InvalidHost(f"{_shown(host)} must not be percent-encoded")
+        raise InvalidHost(f"{_shown(host)} has invalid characters: '%' (a host must not be percent-encoded)")
     name = _mapped(host).removesuffix(".")
     if not name:
         raise InvalidHost("is empty")
@@ -113,12 +113,12 @@ def _mapped(host: str) -> str:
         name = host.lower()
         if not _ASCII_HOST.fullmatch(name):
             bad = next(c for c in name if not _ASCII_HOST.fullmatch(c))
-            raise InvalidHost(f"{_shown(host)} has a character no host may hold: {bad!r}")
+            raise InvalidHost(f"{_shown(host)} has invalid characters: {bad!r}")
         return name
     for char in set(host):
         if char.isascii():
             if not _ASCII_HOST.fullmatch(char.lower()):
-                raise InvalidHost(f"{_shown(host)} has a character no host may hold: {char!r}")
+                raise InvalidHost(f"{_shown(host)} has invalid characters: {char!r}")
             continue
         mapped = _remap(char, host)
         # Fullwidth '\' or '/', NBSP, ideographic space...: a browser would read a delimiter there.

@@ -141,8 +141,8 @@ def test_what_browsers_open_stays_accepted(url: str, normalised: str) -> None:
         # Look-alike slashes are no IDNA 2008 code points.
         ("https://evil.com\u2215x/", "internationalised"),
         ("https://evil.com\u2044x/", "internationalised"),
-        ("https://exa%6dple.com/", "percent-encoded"),
-        ("https://example.com\\evil.com/", "character no host may hold"),
+        ("https://exa%6dple.com/", "invalid characters: '%' .*percent-encoded"),
+        ("https://example.com\\evil.com/", "invalid characters"),
         ("https://-evil.com/", "label"),
         ("https://evil-.com/", "label"),
         ("https://" + "a" * 60 + "ü.example/", "Label too long"),
