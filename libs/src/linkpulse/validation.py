@@ -7,6 +7,8 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from linkpulse.hosts import InvalidHost, canonical_host, non_public_reason
+
 __all__ = [
     "CODE_PATTERN",
     "MAX_URL_BYTES",
@@ -63,16 +65,22 @@ def validate_expiry(expires_at: datetime, *, must_be_future: bool = True) -> dat
     return expires_at
 
 
-def validate_url(url: str, own_hosts: Collection[str] = ()) -> str:
-    """Return the normalised target URL (IDN host as punycode) or raise InvalidInput.
+def validate_url(url: str, own_hosts: Collection[str] = (), *, allow_private: bool = False) -> str:
+    """Return the normalised target URL (the host as `canonical_host` gives it) or raise InvalidInput.
 
     Args:
         url: the target as the user sent it.
-        own_hosts: hosts that serve this shortener; a target there would loop.
+        own_hosts: canonical hosts that serve this shortener; a target there would loop.
+        allow_private: accept loopback, private, link-local and other non-public addresses and
+            local names (`localhost`, `*.local`, `*.internal`): for intranet installs only.
     """
     if _CONTROL.search(url):
         raise InvalidInput("url must not contain control characters (CR, LF, tab, NUL...)")
-    if len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+    try:
+        size = len(url.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("url must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_URL_BYTES:
         raise InvalidInput(f"url must be at most {MAX_URL_BYTES} bytes")
     if url != url.strip() or " " in url:
         raise InvalidInput("url must not contain spaces")
@@ -85,13 +93,22 @@ def validate_url(url: str, own_hosts: Collection[str] = ()) -> str:
         raise InvalidInput("url scheme must be http or https")
     if parts.username is not None or parts.password is not None:
         raise InvalidInput("url must not contain credentials")
-    host = parts.hostname
-    if not host:
+    typed = _typed_host(parts.netloc)
+    if not typed:
         raise InvalidInput("url must have a host")
-    ascii_host = _punycode(host)
-    if ascii_host in {h.lower() for h in own_hosts}:
+    try:
+        host = canonical_host(typed)
+    except InvalidHost as exc:
+        raise InvalidInput(f"url host {exc}") from None
+    # Compared after normalisation: `SHORT.example.`, `short。example` and `0x7f.1` all name a host as typed.
+    if host in {h.lower() for h in own_hosts}:
         raise InvalidInput("url points at this shortener, which would loop")
-    netloc = ascii_host if ":" not in ascii_host else f"[{ascii_host}]"
+    if not allow_private and (reason := non_public_reason(host)):
+        shown = typed if typed.strip("[]") == host else f"{typed} ({host})"
+        raise InvalidInput(f"url host {shown} is {reason}: only public targets are allowed")
+    if port == 0:
+        raise InvalidInput("url port 0 is not a port anything serves")
+    netloc = host if ":" not in host else f"[{host}]"
     if port is not None:
         netloc = f"{netloc}:{port}"
     normalised = urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
@@ -100,28 +117,9 @@ def validate_url(url: str, own_hosts: Collection[str] = ()) -> str:
     return normalised
 
 
-def _check_labels(host: str) -> None:
-    labels = host.split(".")
-    if len(host) > 253 or any(not 0 < len(label) <= 63 for label in labels):
-        raise InvalidInput("url host is not a valid domain name (empty or over-long label)")
-    for label in labels:
-        # An A-label must decode to a U-label: `xn--` followed by garbage is no domain anyone can register.
-        if label.startswith("xn--"):
-            try:
-                label.encode("ascii").decode("idna")
-            except UnicodeError:
-                raise InvalidInput("url host is not a valid internationalised domain name") from None
-
-
-def _punycode(host: str) -> str:
-    host = host.rstrip(".").lower()
-    if host.isascii():
-        if not re.fullmatch(r"[a-z0-9._:\-\[\]]+", host):
-            raise InvalidInput("url host has invalid characters")
-        if ":" not in host:  # a name, not an IPv6 literal
-            _check_labels(host)
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidInput("url host is not a valid internationalised domain name") from None
+def _typed_host(netloc: str) -> str:
+    """The host of an authority as typed (IPv6 with its brackets), without userinfo and port."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        return hostport.partition("]")[0] + "]"
+    return hostport.partition(":")[0]

@@ -20,6 +20,7 @@ from tests.conftest import TEMPLATE_DB
 
 from linkpulse.admin.app import create_app
 from linkpulse.admin.settings import AdminSettings
+from linkpulse.hosts import non_public_reason
 from linkpulse.localstack.process import ManagedProcess, free_port
 from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
 from linkpulse.messaging.streams import ensure_streams_at
@@ -79,7 +80,7 @@ schema = schemathesis.openapi.from_dict(create_app(AdminSettings()).openapi_sche
 
 
 def accepted_urls_are_safe(ctx: Any, response: Any, case: Any) -> None:
-    """A link the API accepted has an http(s) target with a host, no credentials, no control characters."""
+    """A link the API accepted has an http(s) public target with a host, no credentials, no control characters."""
     if response.status_code not in (200, 201) or "links" not in case.path:
         return
     content_type = response.headers.get("content-type", [""])  # schemathesis keeps header values as lists
@@ -94,6 +95,7 @@ def accepted_urls_are_safe(ctx: Any, response: Any, case: Any) -> None:
         parts = urlsplit(url)
         assert parts.scheme in ("http", "https"), url
         assert parts.hostname, url
+        assert non_public_reason(parts.hostname) is None, url
         assert parts.username is None and parts.password is None, url
         assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in url), url
         assert len(url.encode()) <= 2048, url

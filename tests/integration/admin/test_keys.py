@@ -191,3 +191,18 @@ async def test_plain_keys_never_reach_the_logs(
     for secret in (created["key"], admin_key):
         assert secret not in captured
         assert secret[8:] not in captured
+
+
+@pytest.mark.parametrize("key_id", ["9223372036854775808", "99999999999999999999", "-9223372036854775809", "0", "-1"])
+async def test_revoking_an_id_no_bigint_holds_is_404_not_500(client: AsyncTestClient, key_id: str) -> None:
+    response = await client.delete(f"{KEYS}/{key_id}")
+    assert response.json() == {"status": 404, "detail": f"no API key with id {key_id}"}
+    assert (await client.get(KEYS)).status_code == 200  # the bootstrap key still works
+
+
+async def test_an_expiry_past_what_a_timestamp_holds_is_422(client: AsyncTestClient, db: asyncpg.Connection) -> None:
+    # 9999-12-31T23:59:59-02:00 is in year 10000 in UTC: asyncpg could not send it (a 500 before).
+    body = {"name": "x", "scopes": ["admin"], "expires_at": "9999-12-31T23:59:59-02:00"}
+    response = await client.post(KEYS, json=body)
+    assert (response.status_code, response.json()["detail"]) == (422, "expires_at is out of range")
+    assert await db.fetchval("SELECT count(*) FROM api_keys") == 1  # the bootstrap key only

@@ -345,3 +345,29 @@ async def test_stats_need_a_key_with_stats_read(client: AsyncTestClient, db: asy
         assert (await client.get(path, headers=keys["stats:read"])).status_code == 200
     # A stats key reads stats only.
     assert (await client.get("/api/v1/links/guarded", headers=keys["stats:read"])).status_code == 403
+
+
+# Times at the ends of the calendar (issue 19): each was a 500 (an OverflowError while converting to
+# UTC or widening to whole days), now a 422 naming the parameter.
+OVERFLOWING = [
+    (STATS.format(code="edge"), {"to": "9999-12-31T23:00:00-02:00"}, "to: out of range"),
+    (STATS.format(code="edge"), {"from": "9999-12-31T20:00:00Z", "to": "9999-12-31T22:30:00Z"}, "to: out of range"),
+    (STATS.format(code="edge"), {"to": "9999-12-31T22:00:00Z", "interval": "minute"}, "to: out of range"),
+    (OVERVIEW, {"from": "9999-12-31T01:00:00Z", "to": "9999-12-31T22:00:00Z"}, "to: out of range"),
+    (OVERVIEW, {"to": "9999-12-31T23:00:00-02:00"}, "to: out of range"),
+    (OVERVIEW, {"from": "0001-01-01T00:00:00+01:00"}, "from: out of range"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "detail"), OVERFLOWING)
+async def test_times_at_the_ends_of_the_calendar_are_422(
+    client: AsyncTestClient, path: str, params: dict[str, str], detail: str
+) -> None:
+    await client.post("/api/v1/links", json={"url": "https://example.com/", "code": "edge"})
+    response = await client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert detail in response.json()["detail"]
+    # The last whole day still answers, its series and day-wide top lists included.
+    last_day = await client.get(STATS.format(code="edge"), params={"from": "9999-12-30", "to": "9999-12-31"})
+    assert last_day.status_code == 200, last_day.text
+    assert last_day.json()["to"] == "9999-12-31T00:00:00Z"

@@ -24,8 +24,9 @@ from linkpulse.admin.links.bulk import (
     unescape_cell,
     validate_rows,
 )
+from linkpulse.admin.settings import AdminOptions
 
-OWN_HOSTS = frozenset({"lp.example.test"})
+VALIDATE_TARGET = AdminOptions(public_url="https://lp.example.test").validate_target
 
 
 def _json(rows: object) -> bytes:
@@ -33,7 +34,7 @@ def _json(rows: object) -> bytes:
 
 
 def _errors(upload: Upload) -> list[RowError]:
-    return validate_rows(upload, OWN_HOSTS)[1]
+    return validate_rows(upload, VALIDATE_TARGET)[1]
 
 
 # JSON
@@ -225,7 +226,7 @@ def test_validation_applies_url_and_code_rules_to_every_row() -> None:
             ]
         )
     )
-    valid, errors = validate_rows(upload, OWN_HOSTS)
+    valid, errors = validate_rows(upload, VALIDATE_TARGET)
     assert [(r.row, r.url) for r in valid] == [(3, "https://xn--bcher-kva.example/a")]
     assert [(e.row, e.field) for e in errors] == [(1, "url"), (2, "url"), (4, "url"), (4, "code"), (5, "code")]
     assert "loop" in errors[1].message and "reserved" in errors[3].message
@@ -243,7 +244,7 @@ def test_every_row_with_a_repeated_code_is_an_error() -> None:
             ]
         )
     )
-    valid, errors = validate_rows(upload, OWN_HOSTS)
+    valid, errors = validate_rows(upload, VALIDATE_TARGET)
     # Codes are case-sensitive, as the database's unique key is; random codes never clash here.
     assert [r.row for r in valid] == [2, 4, 5]
     assert errors == [

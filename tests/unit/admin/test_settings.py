@@ -6,6 +6,7 @@ import pytest
 
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.settings import HttpSettings, SettingsError, env_names
+from linkpulse.validation import InvalidInput
 
 
 def test_defaults() -> None:
@@ -69,6 +70,7 @@ def test_env_names_cover_every_group() -> None:
         "LINKPULSE_ADMIN_KEY",
         "LINKPULSE_ADMIN_PUBLIC_URL",
         "LINKPULSE_ADMIN_OWN_HOSTS",
+        "LINKPULSE_ADMIN_ALLOW_PRIVATE_TARGETS",
         "LINKPULSE_ADMIN_MAX_BODY_BYTES",
         "LINKPULSE_ADMIN_RELAY_INTERVAL",
         "LINKPULSE_ADMIN_FAULT_EXIT_AFTER_COMMIT",
@@ -79,3 +81,25 @@ def test_env_names_cover_every_group() -> None:
         "LINKPULSE_ADMIN_EXPORT_SEND_TIMEOUT",
     }
     assert "LINKPULSE_PROXY_TRUSTED" in names
+
+
+def test_own_hosts_are_canonical_as_targets_are() -> None:
+    # The same normalisation as validate_url's: IDNA 2008 (not fass.de) and numeric IPv4 forms.
+    options = AdminSettings.from_env(
+        {"LINKPULSE_ADMIN_PUBLIC_URL": "https://[0:0::1]:8000", "LINKPULSE_ADMIN_OWN_HOSTS": "Faß.de, 0x7f.1"}
+    ).admin
+    assert options.hosts() == {"::1", "xn--fa-hia.de", "127.0.0.1"}
+    with pytest.raises(InvalidInput, match="loop"):
+        options.validate_target("https://xn--fa-hia.de/x")
+
+
+def test_private_targets_are_refused_unless_the_install_allows_them() -> None:
+    assert AdminSettings.from_env({}).admin.allow_private_targets is False
+    with pytest.raises(InvalidInput, match=r"10\.0\.0\.1 is a private address"):
+        AdminSettings.from_env({}).admin.validate_target("http://10.0.0.1/wiki")
+    intranet = AdminSettings.from_env({"LINKPULSE_ADMIN_ALLOW_PRIVATE_TARGETS": "true"}).admin
+    assert intranet.validate_target("http://10.0.0.1/wiki") == "http://10.0.0.1/wiki"
+    assert "allow_private_targets=True" in repr(intranet)
+    # The short links' own host still loops, private or not.
+    with pytest.raises(InvalidInput, match="loop"):
+        intranet.validate_target("http://2130706433:8000/abc")

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from linkpulse.admin.stats.window import (
+    EARLIEST,
+    LATEST,
     MAX_POINTS,
     Window,
     ceil_to,
@@ -119,3 +121,41 @@ def test_limits(text: str | None, expected: int) -> None:
 def test_bad_limits_are_refused(text: str) -> None:
     with pytest.raises(InvalidInput, match="limit: must be an integer from 1 to 100"):
         parse_limit(text)
+
+
+# Near the ends of datetime's range (issue 19): every time is refused with a 422 reason, never an
+# OverflowError (a 500) while parsing, aligning, or widening to the days the dimension rollups cover.
+@pytest.mark.parametrize(
+    ("start", "end", "interval", "reason"),
+    [
+        (None, "9999-12-31T23:00:00-02:00", None, "to: out of range"),
+        ("9999-12-31T23:00:00-02:00", None, None, "from: out of range"),
+        ("9999-12-31T20:00:00Z", "9999-12-31T22:30:00Z", None, "to: out of range"),
+        ("9999-12-31T20:00:00Z", "9999-12-31T22:30:00Z", "minute", "to: out of range"),
+        ("0001-01-01T00:00:00+01:00", "0001-01-03", None, "from: out of range"),
+        ("0001-01-01T00:30:00Z", "0001-01-02T00:00:00Z", "day", "from: out of range"),
+        ("0001-01-01", "0001-01-03", None, "from: out of range"),
+        (None, "0001-01-03", None, "from: out of range"),
+    ],
+)
+def test_times_at_the_ends_of_the_calendar_are_refused(
+    start: str | None, end: str | None, interval: str | None, reason: str
+) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        series_window(start, end, interval, NOW)
+    if interval is None:
+        with pytest.raises(InvalidInput, match=reason):
+            overview_window(start, end, NOW)
+
+
+def test_the_first_and_last_days_allowed_widen_without_overflow() -> None:
+    assert series_window("0001-01-02T00:30:00Z", "0001-01-02T01:00:00Z", "day", NOW) == Window(
+        EARLIEST, EARLIEST + timedelta(days=1), "day"
+    )
+    assert series_window("9999-12-30T22:30:00Z", "9999-12-31", "day", NOW) == Window(
+        LATEST - timedelta(days=1), LATEST, "day"
+    )
+    assert overview_window("9999-12-30T22:30:00Z", "9999-12-31", NOW) == (
+        datetime(9999, 12, 30, 22, tzinfo=UTC),
+        LATEST,
+    )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import msgspec
 
+from linkpulse.hosts import InvalidHost, canonical_host
 from linkpulse.settings import DatabaseSettings, HttpSettings, NatsSettings, ProxySettings, RedisSettings, from_env
+from linkpulse.validation import validate_url
 
 __all__ = ["AdminHttpSettings", "AdminOptions", "AdminSettings"]
 
@@ -34,6 +37,8 @@ class AdminOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Base URL of the redirect service: shown as `short_url`, and its host is refused as a target."""
     own_hosts: str = ""
     """Extra comma-separated hosts serving the shortener; targets there would loop, so are refused."""
+    allow_private_targets: bool = False
+    """Accept targets on loopback, private and link-local addresses or local names (`*.internal`); intranets only."""
     max_body_bytes: int = 1_048_576
     """Largest request body in bytes (1 MiB); bigger ones get 413 before any parsing."""
     relay_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
@@ -60,9 +65,12 @@ class AdminOptions(msgspec.Struct, frozen=True, kw_only=True):
         return f"AdminOptions({fields})"
 
     def hosts(self) -> frozenset[str]:
-        """Lower-case ASCII hosts that serve short links: the public URL's host plus `own_hosts`."""
-        names = [urlsplit(self.public_url).hostname or "", *self.own_hosts.split(",")]
-        return frozenset(_ascii_host(n) for n in names if n.strip())
+        """Hosts that serve short links, canonical as `validate_url` compares them: the public URL's and `own_hosts`."""
+        return _own_hosts(self.public_url, self.own_hosts)
+
+    def validate_target(self, url: str) -> str:
+        """`validate_url` with this server's own hosts and private-target rule: the normalised URL, or InvalidInput."""
+        return validate_url(url, self.hosts(), allow_private=self.allow_private_targets)
 
     def short_url(self, code: str) -> str:
         """The public short URL of a code."""
@@ -91,10 +99,15 @@ class AdminSettings(msgspec.Struct, frozen=True, kw_only=True):
         return from_env(cls, environ)
 
 
-def _ascii_host(name: str) -> str:
-    name = name.strip().rstrip(".").lower()
-    # Hosts are compared with the punycode form validate_url produces.
+@functools.lru_cache(maxsize=8)
+def _own_hosts(public_url: str, own_hosts: str) -> frozenset[str]:
+    # Cached: a bulk upload checks every row against these hosts.
+    names = [urlsplit(public_url).hostname or "", *own_hosts.split(",")]
+    return frozenset(_canonical(n.strip()) for n in names if n.strip())
+
+
+def _canonical(name: str) -> str:
     try:
-        return name if name.isascii() else name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return name  # not a valid IDN: no target can match it anyway
+        return canonical_host(name)
+    except InvalidHost:
+        return name.lower()  # no target's canonical host can match it anyway

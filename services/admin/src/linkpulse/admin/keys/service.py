@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import asyncpg
 
 from linkpulse.admin.keys.schemas import ApiKey, CreatedKey, KeyCreate
 from linkpulse.apikeys import generate_key, hash_key, key_prefix
 from linkpulse.db import apikeys as keys_db
-from linkpulse.validation import InvalidInput
+from linkpulse.validation import InvalidInput, validate_expiry
 
 __all__ = ["InvalidInput", "KeyService"]
+
+_MAX_ID = 2**63 - 1  # api_keys.id is a bigserial
 
 
 class KeyService:
@@ -25,10 +25,10 @@ class KeyService:
         """Mint a key and store its SHA-256; the answer is the only place the plain key ever appears.
 
         Raises:
-            InvalidInput: `expires_at` is not in the future (422).
+            InvalidInput: `expires_at` is not in the future, or past what a timestamp holds (422).
         """
-        if data.expires_at is not None and data.expires_at <= datetime.now(UTC):
-            raise InvalidInput("expires_at must be in the future")
+        if data.expires_at is not None:
+            validate_expiry(data.expires_at)
         key = generate_key()
         stored = await keys_db.insert_key(
             self._pool,
@@ -54,6 +54,8 @@ class KeyService:
 
     async def revoke(self, key_id: int) -> keys_db.Revocation | None:
         """Revoke a key (idempotent); None when there is no key with this id."""
+        if not 0 < key_id <= _MAX_ID:
+            return None  # no key has it, and Postgres' bigint could not even hold it
         return await keys_db.revoke_key(self._pool, key_id)
 
 

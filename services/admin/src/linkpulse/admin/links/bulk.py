@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -25,7 +25,7 @@ import msgspec
 
 from linkpulse.admin.links.bulk_shape import UploadError, check_shape
 from linkpulse.admin.links.schemas import LinkCreate
-from linkpulse.validation import InvalidInput, validate_code, validate_expiry, validate_url
+from linkpulse.validation import InvalidInput, validate_code, validate_expiry
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -202,7 +202,7 @@ def parse_csv(body: bytes) -> Upload:
     return Upload(rows=rows, errors=errors, total=count)
 
 
-def validate_rows(upload: Upload, own_hosts: Collection[str]) -> tuple[list[BulkRow], list[RowError]]:
+def validate_rows(upload: Upload, validate_target: Callable[[str], str]) -> tuple[list[BulkRow], list[RowError]]:
     """Check every decoded row as single create does (URL and code rules) and codes repeated in the upload.
 
     Unlike single create, an `expires_at` in the past is accepted (the link is stored expired and
@@ -216,7 +216,7 @@ def validate_rows(upload: Upload, own_hosts: Collection[str]) -> tuple[list[Bulk
     for number, link in upload.rows:
         failed = False
         try:
-            url = validate_url(link.url, own_hosts)
+            url = validate_target(link.url)
         except InvalidInput as exc:
             errors.append(RowError(number, "url", str(exc)))
             failed = True

@@ -124,7 +124,7 @@ class LinkBulkService:
             BulkRejected: at least one row is invalid or its code is taken; nothing was stored.
         """
         # 10,000 URLs take a moment of CPU to check: off the event loop, so other requests go on.
-        rows, errors = await asyncio.to_thread(validate_rows, upload, self._options.hosts())
+        rows, errors = await asyncio.to_thread(validate_rows, upload, self._options.validate_target)
         errors += await self._taken(rows)
         if errors:
             raise BulkRejected(errors, upload.total)

@@ -24,7 +24,7 @@ from linkpulse.links import LinkRecord
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
 from linkpulse.messaging.tracing import current_traceparent
-from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry, validate_url
+from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry
 
 __all__ = [
     "FAULT_EXIT_STATUS",
@@ -92,7 +92,7 @@ class LinkService:
             InvalidInput: the URL, code or expiry is not acceptable (422).
             CodeTaken: the custom code is in use (409).
         """
-        url = validate_url(data.url, self._options.hosts())
+        url = self._options.validate_target(data.url)
         if data.code is not None:
             validate_code(data.code)
         if data.expires_at is not None:
@@ -174,7 +174,7 @@ class LinkService:
         if not changes:
             raise InvalidInput("nothing to change: send at least one field")
         if "url" in changes:
-            changes["url"] = validate_url(changes["url"], self._options.hosts())
+            changes["url"] = self._options.validate_target(changes["url"])
         if changes.get("expires_at") is not None:
             validate_expiry(changes["expires_at"])
         assert changes.keys() <= _UPDATABLE

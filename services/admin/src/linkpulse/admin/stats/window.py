@@ -15,7 +15,9 @@ from linkpulse.validation import InvalidInput
 __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_SPAN",
+    "EARLIEST",
     "INTERVALS",
+    "LATEST",
     "MAX_LIMIT",
     "MAX_POINTS",
     "STEPS",
@@ -42,6 +44,10 @@ DEFAULT_SPAN: Final = timedelta(days=7)
 """Window length when `from` is not given (it ends at `to`, default now)."""
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 100
+EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+LATEST: Final = datetime(9999, 12, 31, tzinfo=UTC)
+"""The times `from` and `to` may take: a day inside datetime's range at either end, so that widening
+a window to whole days (the dimension rollups' granularity) can never overflow."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -67,14 +73,16 @@ def parse_time(text: str, name: str) -> datetime:
     """An ISO 8601 time with a timezone (`2026-11-20T10:00:00Z`, `…+01:00`) or a date (midnight UTC), in UTC.
 
     Raises:
-        InvalidInput: not ISO 8601, or a date-time without a timezone (ambiguous).
+        InvalidInput: not ISO 8601, a date-time without a timezone (ambiguous), or outside
+            `EARLIEST`..`LATEST`.
     """
     value = text.strip()
     if _DATE.fullmatch(value):
         try:
-            return datetime.combine(date.fromisoformat(value), time(), UTC)
+            day = date.fromisoformat(value)
         except ValueError:
             raise InvalidInput(f"{name}: not a valid date: {text[:_ECHO_CHARS]!r}") from None
+        return _in_range(datetime.combine(day, time(), UTC), name)
     value = _SPACED_OFFSET.sub(r"\1+\2", value)
     try:
         parsed = datetime.fromisoformat(value)
@@ -84,7 +92,11 @@ def parse_time(text: str, name: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise InvalidInput(f"{name}: give a timezone, such as Z or +01:00: {text[:_ECHO_CHARS]!r}")
-    return parsed.astimezone(UTC)
+    try:
+        in_utc = parsed.astimezone(UTC)  # 9999-12-31T23:00-02:00 is past datetime's range in UTC
+    except OverflowError:
+        raise InvalidInput(_out_of_range(name)) from None
+    return _in_range(in_utc, name)
 
 
 def floor_to(ts: datetime, step: timedelta) -> datetime:
@@ -107,18 +119,15 @@ def series_window(start: str | None, end: str | None, interval: str | None, now:
         InvalidInput: a bad time or interval, `from` not before `to`, or too many points (422).
     """
     lo, hi = _bounds(start, end, now)
-    try:
-        if interval is None:
-            for name in INTERVALS:
-                window = _aligned(lo, hi, name)
-                if window.points <= MAX_POINTS:
-                    return window
-            raise InvalidInput(f"the window is too long: at most {MAX_POINTS} days")
-        if interval not in STEPS:
-            raise InvalidInput(f"interval: must be one of {', '.join(INTERVALS)}, not {interval[:_ECHO_CHARS]!r}")
-        window = _aligned(lo, hi, interval)  # type: ignore[arg-type]  # checked just above
-    except OverflowError:
-        raise InvalidInput("from/to: out of range") from None
+    if interval is None:
+        for name in INTERVALS:
+            window = _aligned(lo, hi, name)
+            if window.points <= MAX_POINTS:
+                return window
+        raise InvalidInput(f"the window is too long: at most {MAX_POINTS} days")
+    if interval not in STEPS:
+        raise InvalidInput(f"interval: must be one of {', '.join(INTERVALS)}, not {interval[:_ECHO_CHARS]!r}")
+    window = _aligned(lo, hi, interval)  # type: ignore[arg-type]  # checked just above
     if window.points > MAX_POINTS:
         raise InvalidInput(
             f"interval: {window.points} {interval} points, at most {MAX_POINTS}: "
@@ -133,11 +142,7 @@ def overview_window(start: str | None, end: str | None, now: datetime) -> tuple[
     Raises:
         InvalidInput: a bad time, or `from` not before `to` (422).
     """
-    lo, hi = _bounds(start, end, now)
-    try:
-        window = _aligned(lo, hi, "hour")
-    except OverflowError:
-        raise InvalidInput("from/to: out of range") from None
+    window = _aligned(*_bounds(start, end, now), "hour")
     return window.start, window.end
 
 
@@ -157,13 +162,25 @@ def parse_limit(text: str | None) -> int:
 
 def _bounds(start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
     hi = parse_time(end, "to") if end is not None else now
-    try:
-        lo = parse_time(start, "from") if start is not None else hi - DEFAULT_SPAN
-    except OverflowError:
-        raise InvalidInput("from/to: out of range") from None
+    if start is not None:
+        lo = parse_time(start, "from")
+    elif hi - EARLIEST >= DEFAULT_SPAN:
+        lo = hi - DEFAULT_SPAN
+    else:
+        raise InvalidInput(f"{_out_of_range('from')}: the default, 7 days before to, is earlier; give from")
     if lo >= hi:
         raise InvalidInput("from must be before to")
     return lo, hi
+
+
+def _in_range(ts: datetime, name: str) -> datetime:
+    if not EARLIEST <= ts <= LATEST:
+        raise InvalidInput(_out_of_range(name))
+    return ts
+
+
+def _out_of_range(name: str) -> str:
+    return f"{name}: out of range, must lie between {EARLIEST.date()} and {LATEST.date()} (UTC)"
 
 
 def _aligned(lo: datetime, hi: datetime, interval: Interval) -> Window:
