@@ -84,6 +84,16 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Server worker processes; the HPA scales pods, this scales within one."""
     log_level: str = "info"
     """Log level for the service and its server."""
+    max_connections: int = 4096
+    """Open connections per worker before a new one gets 503 and is closed; under the fd limit (raised to it)."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a complete header block (from connecting, or its last answer)."""
+    max_url_bytes: int = 8192
+    """Longest request target (URL) in bytes; a longer one gets 414 and the connection is closed."""
+    max_header_bytes: int = 32768
+    """Most header bytes (names, values, separators) in one request; more gets 431 and a close."""
+    max_header_lines: int = 100
+    """Most header lines in one request; more gets 431 and a close."""
 
 
 class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import multiprocessing
@@ -17,6 +16,7 @@ import structlog
 import uvicorn
 
 from linkpulse.settings import HttpSettings
+from linkpulse.web.edge import EdgeProtocol
 
 __all__ = ["loaded_server", "serve"]
 
@@ -26,15 +26,15 @@ RESTART_PAUSE = 1.0
 """Seconds before a worker that died unasked is started again (a crash loop must not spin the CPU)."""
 
 
-HttpProtocol = type[asyncio.Protocol] | str
-"""uvicorn's `http`: "httptools", or a protocol class (the redirect service's answers hot redirects inline)."""
+HttpProtocol = type[EdgeProtocol]
+"""The edge's protocol class, or a subclass (the redirect service's answers hot redirects inline)."""
 
 
 def _config(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> uvicorn.Config:
     return uvicorn.Config(
         factory,
         factory=True,
-        http=protocol,
+        http=protocol.configured(http),  # built here, in the worker: the class passed to it stays importable
         host=http.host,
         port=http.port,
         log_level=http.log_level.lower(),
@@ -77,7 +77,7 @@ def _worker(factory: str, http: HttpSettings, graceful_timeout: float, protocol:
 
 
 def serve(
-    factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0, protocol: HttpProtocol = "httptools"
+    factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0, protocol: HttpProtocol = EdgeProtocol
 ) -> None:
     """Serve `module:create_app` until SIGTERM/SIGINT, then finish in-flight requests and run shutdown.
 
@@ -88,9 +88,9 @@ def serve(
 
     Args:
         factory: import string of a zero-argument app factory.
-        http: bind address, port, worker processes and log level.
+        http: bind address, port, worker processes, log level and the edge's limits.
         graceful_timeout: seconds in-flight requests get after SIGTERM before the lifespan shutdown.
-        protocol: uvicorn's HTTP protocol, by name or class (a class must be importable by worker processes).
+        protocol: the HTTP protocol class, given `http`'s limits (it must be importable by worker processes).
     """
     if http.workers <= 1 or http.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
         loaded_server(_config(factory, http, graceful_timeout, protocol)).run()
