@@ -63,6 +63,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     settings: ClassVar[HttpSettings] = HttpSettings()
     """The limits this class applies (the defaults here; `configured` makes a class with others)."""
+    _full_warned_at: ClassVar[float] = float("-inf")
 
     @classmethod
     def configured(cls, http: HttpSettings) -> type[EdgeProtocol]:
@@ -90,7 +91,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.settings.max_connections:
             self.transport = transport  # never counted among uvicorn's connections
-            _warn_full(self.settings.max_connections, self.loop.time())
+            self._warn_full()
             self._refuse(503, f"more than {self.settings.max_connections} open connections")
             return
         super().connection_made(transport)
@@ -184,6 +185,14 @@ class EdgeProtocol(HttpToolsProtocol):
         if owes_head:
             self._head_since = self.loop.time()
 
+    def _warn_full(self) -> None:
+        """Say that the bound refuses connections, at most once a minute a process: a flood must not flood the log."""
+        now = self.loop.time()
+        if now - EdgeProtocol._full_warned_at >= 60.0:
+            EdgeProtocol._full_warned_at = now
+            log.warning("edge.too_many_connections", limit=self.settings.max_connections,
+                        hint="raise LINKPULSE_HTTP_MAX_CONNECTIONS or the workers")  # fmt: skip
+
     def _head_check(self) -> None:
         """The header timer: close a connection that has owed a head too long, else re-arm for what is left."""
         self._head_timer = None
@@ -217,17 +226,6 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         transport.write_eof()
         transport.set_protocol(_Lingering(self, transport, self.loop))
-
-
-_FULL_WARNED_AT: list[float] = [float("-inf")]
-_FULL_WARN_EVERY = 60.0
-
-
-def _warn_full(limit: int, now: float) -> None:
-    """Warn that the connection bound refuses connections, at most once a minute (a flood would flood the log)."""
-    if now - _FULL_WARNED_AT[0] >= _FULL_WARN_EVERY:
-        _FULL_WARNED_AT[0] = now
-        log.warning("edge.too_many_connections", limit=limit, hint="raise LINKPULSE_HTTP_MAX_CONNECTIONS or workers")
 
 
 class _Lingering(asyncio.Protocol):

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -24,6 +25,10 @@ log = structlog.get_logger(__name__)
 
 RESTART_PAUSE = 1.0
 """Seconds before a worker that died unasked is started again (a crash loop must not spin the CPU)."""
+
+
+FILES_RESERVE = 256
+"""Open files a worker keeps beside its client connections: pools, NATS, Redis, logs, the spill file."""
 
 
 HttpProtocol = type[EdgeProtocol]
@@ -60,6 +65,23 @@ def loaded_server(config: uvicorn.Config) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def _room_for_connections(http: HttpSettings) -> None:
+    """Raise the soft open-files limit (up to the hard one) so `max_connections` fit beside the reserve.
+
+    The connection bound is meant to act before the process runs out of descriptors: past the limit
+    the kernel refuses accept() and clients wait in the backlog instead of getting a 503.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = http.max_connections + FILES_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < wanted:
+        log.warning("server.open_files_limit", limit=raised, max_connections=http.max_connections,
+                    hint="lower LINKPULSE_HTTP_MAX_CONNECTIONS or raise the hard open-files limit")  # fmt: skip
+
+
 def _own_socket(http: HttpSettings) -> socket.socket:
     """A listening socket of this worker's own on the shared port (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
@@ -92,6 +114,7 @@ def serve(
         graceful_timeout: seconds in-flight requests get after SIGTERM before the lifespan shutdown.
         protocol: the HTTP protocol class, given `http`'s limits (it must be importable by worker processes).
     """
+    _room_for_connections(http)  # before any worker starts: they inherit the limit
     if http.workers <= 1 or http.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
         loaded_server(_config(factory, http, graceful_timeout, protocol)).run()
         return
