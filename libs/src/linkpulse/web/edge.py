@@ -78,9 +78,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self.max_header_lines = settings.max_header_lines
         self._head_bound = settings.max_url_bytes + settings.max_header_bytes + _HEAD_SLACK
         self._head_bytes: int | None = None
-        """Bytes of the current head read after the read it began in; None while no head is open."""
-        self._read_bytes = 0
-        """Size of the read being parsed."""
+        """Bytes of the current head read after the read it began in (1 at least if that read was larger than
+        the header limit: then it is measured exactly at the end); None while no head is open."""
+        self._big_read = 0
+        """1 while parsing a read larger than the header limit, else 0."""
         self._url_rest: list[bytes] = []
         """The URL's pieces after the first, when it spans reads (joined once, when the head is complete)."""
         self._url_size = 0
@@ -108,7 +109,8 @@ class EdgeProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with the open head's later reads counted before they reach the parser.
         self._unset_keepalive_if_required()
-        size = self._read_bytes = len(data)
+        size = len(data)
+        self._big_read = size > self.max_header_bytes
         if self._head_bytes is not None:
             self._head_bytes += size
         try:
@@ -138,7 +140,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self._more_url(url)
             return
         self.url = url
-        self._head_bytes = 0
+        self._head_bytes = self._big_read
 
     def _more_url(self, piece: bytes) -> None:
         """A URL in several pieces (or too long in one): gathered in a list, refused past the limit."""
@@ -154,19 +156,21 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._end_head()
+        self._head_since = None  # a request in progress owes no head, however long the app takes
         super().on_headers_complete()
 
     def _end_head(self) -> None:
-        """The header block is complete: check it (raising `_Refused`); the connection owes none until answered.
+        """The header block is complete: check it against the limits, raising `_Refused`.
 
-        A subclass answering from `on_headers_complete` calls this first. A head read in one read no larger
-        than the header limit, with few enough lines, needs no more; any other is measured exactly.
+        A subclass answering from `on_headers_complete` calls this first. A head that began and ended in
+        one read no larger than the header limit, with few enough lines, needs no more; any other is
+        measured exactly.
         """
         head = self._head_bytes
         if head is None:
             return  # checked already: a subclass's own `on_headers_complete` handed the request on
-        self._head_bytes = self._head_since = None
-        if head or self._read_bytes > self.max_header_bytes or len(self.headers) > self.max_header_lines:
+        self._head_bytes = None
+        if head or len(self.headers) > self.max_header_lines:
             self._measure_head()
 
     def _measure_head(self) -> None:
