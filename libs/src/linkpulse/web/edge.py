@@ -3,8 +3,8 @@
 Both services face clients that may be hostile, with nothing in front. uvicorn's protocol has no
 limit on a request line or header block (and gathers the URL by `bytes +=`, quadratic in the number
 of pieces), no timeout for a head that never completes, and `limit_concurrency` acts only once a
-request has been parsed. `EdgeProtocol` adds those, at a cost per request of a few attribute
-operations (the redirect's inline path runs through it; tests/bench/inline_protocol.py):
+request has been parsed. `EdgeProtocol` adds those, for a few attribute operations a request
+(about 2% of an inline redirect's instructions, which run through it too: docs/performance.md):
 
 - A URL above `max_url_bytes` gets 414; a header block above `max_header_bytes` or `max_header_lines`
   gets 431. Heads arriving in one read (nearly all) are checked once, when complete; a head that
@@ -16,8 +16,9 @@ operations (the redirect's inline path runs through it; tests/bench/inline_proto
 - Beyond `max_connections` open connections a new one is answered 503 at once, before anything is read.
 
 A refusal is a fixed short answer with `connection: close`, written directly, never through the app.
-The server then stops writing, and discards what the client still sends for up to `LINGER` seconds:
-closing a socket with unread data resets it, and the reset can destroy the answer before it is read.
+The server then stops writing, and discards what the client still sends for up to `LINGER` seconds
+(`LINGERING_MAX` connections at most): closing a socket with unread data resets it, and the reset can
+destroy the answer before the client reads it.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from linkpulse.settings import HttpSettings
 
-__all__ = ["LINGER", "EdgeProtocol"]
+__all__ = ["LINGER", "LINGERING_MAX", "EdgeProtocol"]
 
 log = structlog.get_logger(__name__)
 
 LINGER = 2.0
 """Seconds a refused connection is read and discarded before it is closed (unless the client closes first)."""
+LINGERING_MAX = 256
+"""Refused connections lingering at once per worker; past it a refused one is closed at once (a flood of
+connections beyond the bound must not hold descriptors for LINGER seconds each)."""
 
 _HEAD_SLACK = 1024
 """Bytes of a head beyond its URL and header limits (method, version, line ends, spaces around values)."""
@@ -225,7 +229,7 @@ class EdgeProtocol(HttpToolsProtocol):
         head.extend(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body))
         transport.write(b"".join(head) + body)
-        if not transport.can_write_eof():
+        if _Lingering.count >= LINGERING_MAX or not transport.can_write_eof():
             transport.close()
             return
         transport.write_eof()
@@ -235,9 +239,13 @@ class EdgeProtocol(HttpToolsProtocol):
 class _Lingering(asyncio.Protocol):
     """A refused connection after its answer: what the client still sends is read and dropped until it closes."""
 
+    count: ClassVar[int] = 0
+    """Connections lingering now, in this process."""
+
     def __init__(self, refused: EdgeProtocol, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.refused = refused
         self.timer = loop.call_later(LINGER, transport.close)
+        _Lingering.count += 1
 
     def data_received(self, data: bytes) -> None:
         return None
@@ -246,5 +254,6 @@ class _Lingering(asyncio.Protocol):
         return False  # the client is done too: close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        _Lingering.count -= 1
         self.timer.cancel()
         self.refused.connection_lost(exc)

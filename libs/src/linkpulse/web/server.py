@@ -17,7 +17,7 @@ import structlog
 import uvicorn
 
 from linkpulse.settings import HttpSettings
-from linkpulse.web.edge import EdgeProtocol
+from linkpulse.web.edge import LINGERING_MAX, EdgeProtocol
 
 __all__ = ["loaded_server", "serve"]
 
@@ -27,8 +27,9 @@ RESTART_PAUSE = 1.0
 """Seconds before a worker that died unasked is started again (a crash loop must not spin the CPU)."""
 
 
-FILES_RESERVE = 256
-"""Open files a worker keeps beside its client connections: pools, NATS, Redis, logs, the spill file."""
+FILES_RESERVE = 256 + LINGERING_MAX
+"""Open files a worker keeps beside its client connections: pools, NATS, Redis, logs, the spill file, and
+refused connections lingering."""
 
 
 HttpProtocol = type[EdgeProtocol]
