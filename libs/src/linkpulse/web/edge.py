@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import http
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
 import msgspec
@@ -72,7 +72,7 @@ class EdgeProtocol(HttpToolsProtocol):
     @classmethod
     def configured(cls, http: HttpSettings) -> type[EdgeProtocol]:
         """A subclass of this class applying the limits of `http`."""
-        return type(cls.__name__, (cls,), {"settings": http, "__module__": cls.__module__})
+        return cast("type[EdgeProtocol]", type(cls.__name__, (cls,), {"settings": http, "__module__": cls.__module__}))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
