@@ -88,6 +88,16 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Server worker processes; the HPA scales pods, this scales within one."""
     log_level: str = "info"
     """Log level for the service and its server."""
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 4096
+    """Open connections per worker before a new one gets 503 and a close; the open-files limit is raised to fit."""
+    header_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Seconds a connection has to send a complete header block (from connecting, or its last answer)."""
+    max_url_bytes: Annotated[int, msgspec.Meta(ge=1)] = 8192
+    """Longest request target (URL) in bytes; a longer one gets 414 and the connection is closed."""
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1)] = 32768
+    """Most header bytes (names, values, separators) in one request; more gets 431 and a close."""
+    max_header_lines: Annotated[int, msgspec.Meta(ge=1)] = 100
+    """Most header lines in one request; more gets 431 and a close."""
 
 
 class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):

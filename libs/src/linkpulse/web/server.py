@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 
 from linkpulse.settings import HttpSettings
+from linkpulse.web.edge import LINGERING_MAX, EdgeProtocol
 
 __all__ = ["loaded_server", "serve"]
 
@@ -26,15 +27,20 @@ RESTART_PAUSE = 1.0
 """Seconds before a worker that died unasked is started again (a crash loop must not spin the CPU)."""
 
 
-HttpProtocol = type[asyncio.Protocol] | str
-"""uvicorn's `http`: "httptools", or a protocol class (the redirect service's answers hot redirects inline)."""
+FILES_RESERVE = 256 + LINGERING_MAX
+"""Open files a worker keeps beside its client connections: pools, NATS, Redis, logs, the spill file, and
+refused connections lingering."""
+
+
+HttpProtocol = type[EdgeProtocol]
+"""The edge's protocol class, or a subclass (the redirect service's answers hot redirects inline)."""
 
 
 def _config(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> uvicorn.Config:
     return uvicorn.Config(
         factory,
         factory=True,
-        http=protocol,
+        http=protocol.configured(http),  # built here, in the worker: the class passed to it stays importable
         host=http.host,
         port=http.port,
         log_level=http.log_level.lower(),
@@ -60,6 +66,23 @@ def loaded_server(config: uvicorn.Config) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def _room_for_connections(http: HttpSettings) -> None:
+    """Raise the soft open-files limit (up to the hard one) so `max_connections` fit beside the reserve.
+
+    The connection bound is meant to act before the process runs out of descriptors: past the limit
+    the kernel refuses accept() and clients wait in the backlog instead of getting a 503.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = http.max_connections + FILES_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < wanted:
+        log.warning("server.open_files_limit", limit=raised, max_connections=http.max_connections,
+                    hint="lower LINKPULSE_HTTP_MAX_CONNECTIONS or raise the hard open-files limit")  # fmt: skip
+
+
 def _own_socket(http: HttpSettings) -> socket.socket:
     """A listening socket of this worker's own on the shared port (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
@@ -77,7 +100,7 @@ def _worker(factory: str, http: HttpSettings, graceful_timeout: float, protocol:
 
 
 def serve(
-    factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0, protocol: HttpProtocol = "httptools"
+    factory: str, http: HttpSettings, *, graceful_timeout: float = 20.0, protocol: HttpProtocol = EdgeProtocol
 ) -> None:
     """Serve `module:create_app` until SIGTERM/SIGINT, then finish in-flight requests and run shutdown.
 
@@ -88,10 +111,11 @@ def serve(
 
     Args:
         factory: import string of a zero-argument app factory.
-        http: bind address, port, worker processes and log level.
+        http: bind address, port, worker processes, log level and the edge's limits.
         graceful_timeout: seconds in-flight requests get after SIGTERM before the lifespan shutdown.
-        protocol: uvicorn's HTTP protocol, by name or class (a class must be importable by worker processes).
+        protocol: the HTTP protocol class, given `http`'s limits (it must be importable by worker processes).
     """
+    _room_for_connections(http)  # before any worker starts: they inherit the limit
     if http.workers <= 1 or http.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
         loaded_server(_config(factory, http, graceful_timeout, protocol)).run()
         return

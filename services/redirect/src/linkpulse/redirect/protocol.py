@@ -10,9 +10,10 @@ Everything it declines, and every request while another is in progress on the co
 (pipelining), takes uvicorn's normal path into the Litestar app, unchanged; only that path builds
 uvicorn's scope (3-4% more redirects a second in three alternating pairs of the bench).
 
-It is a subclass of uvicorn's own protocol (pinned in pyproject.toml), handed to uvicorn as
-`Config(http=...)`; what it relies on of uvicorn's internals is exercised by the tests in
-`tests/integration/redirect/test_protocol.py` against a real uvicorn server.
+It is a subclass of the edge's protocol (`linkpulse.web.edge`: head limits, header timeout, connection
+bound), itself uvicorn's own (pinned in pyproject.toml), handed to uvicorn as `Config(http=...)`; what it
+relies on of uvicorn's internals is exercised by the tests in `tests/integration/redirect/test_protocol.py`
+and `tests/integration/libs/test_edge.py` against a real uvicorn server.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import time
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from linkpulse.redirect.fastpath import ROUTE, HotRedirects, RawHeaders
 from linkpulse.redirect.routes import CACHE_CONTROL
+from linkpulse.web.edge import EdgeProtocol
 from linkpulse.web.request_metrics import REQUEST_METRICS
 from linkpulse.web.server_spans import SAMPLING_KEY
 
@@ -56,8 +57,8 @@ _ANSWERED = _Answered()
 _NOT_DRAWN = object()
 
 
-class RedirectProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol that answers hot redirects inline; see the module docstring."""
+class RedirectProtocol(EdgeProtocol):
+    """The edge's protocol, answering hot redirects inline; see the module docstring."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,6 +93,7 @@ class RedirectProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_headers_complete(self) -> None:
+        self._end_head()  # the edge's limits first: a refused head raises, and goes nowhere
         hot = self.hot
         cycle = self.cycle
         if hot is None or not (cycle is None or cycle.response_complete) or self.expect_100_continue:
@@ -145,7 +147,7 @@ class RedirectProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         loop = self.loop
-        self._answered_at = loop.time()
+        self._answered_at = self._head_since = loop.time()  # idle from now, and owing the next head
         if self._idle_timer is None:
             self._idle_timer = loop.call_later(self.timeout_keep_alive, self._idle_check)
 
