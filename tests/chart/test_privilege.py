@@ -91,3 +91,23 @@ def test_network_policies_are_on_by_default_and_close_the_nats_monitor_port_to_a
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}},
     ]
+
+
+def test_service_passwords_can_be_given_for_renders_without_a_cluster() -> None:
+    given = {
+        "nats": {"auth": {"passwords": {"redirect": "natsRedirectGiven0123456789"}}},
+        "redis": {"auth": {"userPasswords": {"admin": "redisAdminGiven0123456789"}}},
+        "databaseRoles": {"passwords": {"ingest": "pgIngestGiven0123456789"}},
+    }
+    out = render(given)
+    env = {c["name"]: out.environment(c) for _, c in out.linkpulse_containers()}
+    assert env["redirect"]["LINKPULSE_NATS_URL"] == "nats://redirect:natsRedirectGiven0123456789@linkpulse-nats:4222"
+    assert '"redirect", password: "natsRedirectGiven0123456789"' in out.secret_value("linkpulse-nats", "auth.conf")
+    assert env["admin"]["LINKPULSE_REDIS_URL"] == "redis://admin:redisAdminGiven0123456789@linkpulse-redis:6379/0"
+    assert "user admin on >redisAdminGiven0123456789 " in out.secret_value("linkpulse-redis", "redis.conf")
+    assert env["ingest"]["LINKPULSE_DATABASE_URL"].startswith(
+        "postgresql://linkpulse_ingest_login:pgIngestGiven0123456789@"
+    )
+    assert env["setup"]["LINKPULSE_ROLES_INGEST_PASSWORD"] == "pgIngestGiven0123456789"
+    with pytest.raises(HelmValuesError, match="pattern"):
+        render({"nats": {"auth": {"passwords": {"redirect": "has space in it, long enough"}}}})

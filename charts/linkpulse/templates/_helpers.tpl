@@ -185,12 +185,12 @@ template that needs it (hook Secret, main Secret, URLs) sees the same value.
 
 {{/* Password of a bundled-NATS user. (dict "ctx" $ "user" "redirect|ingest|admin|setup") */}}
 {{- define "linkpulse.natsPassword" -}}
-{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.componentName" (dict "ctx" .ctx "component" "nats")) "key" .user "length" 32) -}}
+{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.componentName" (dict "ctx" .ctx "component" "nats")) "key" .user "value" (index .ctx.Values.nats.auth.passwords .user | default "") "length" 32) -}}
 {{- end -}}
 
 {{/* Password of a bundled-Redis service user. (dict "ctx" $ "user" "redirect|admin") */}}
 {{- define "linkpulse.redisUserPassword" -}}
-{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.componentName" (dict "ctx" .ctx "component" "redis")) "key" (printf "%s-password" .user) "length" 32) -}}
+{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.componentName" (dict "ctx" .ctx "component" "redis")) "key" (printf "%s-password" .user) "value" (index .ctx.Values.redis.auth.userPasswords .user | default "") "length" 32) -}}
 {{- end -}}
 
 {{/* "true" when services connect as their own Postgres login roles (databaseRoles.enabled, and a DSN to derive them from). */}}
@@ -201,7 +201,7 @@ template that needs it (hook Secret, main Secret, URLs) sees the same value.
 
 {{/* Password of a service's Postgres login role (made by the setup step). (dict "ctx" $ "service" s) */}}
 {{- define "linkpulse.rolePassword" -}}
-{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.fullname" .ctx) "key" (printf "database-password-%s" .service) "length" 32) -}}
+{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.fullname" .ctx) "key" (printf "database-password-%s" .service) "value" (index .ctx.Values.databaseRoles.passwords .service | default "") "length" 32) -}}
 {{- end -}}
 
 {{/*
