@@ -234,7 +234,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "ingest": {"autoscaling": {"enabled": False}, "replicas": 4},
         "admin": {"autoscaling": {"enabled": False}, "replicas": 1},
         "nats": {"replicas": 1},
-        "redis": {"auth": {"enabled": False}},
     },
     "ingress": _INGRESS,
 }

@@ -9,19 +9,22 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.chart.conftest import SECRETS, VALUE_SETS, Rendered, render, render_set
+from tests.chart.conftest import EXISTING_SECRETS, SECRETS, VALUE_SETS, Rendered, render, render_set
 
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.redirect.settings import RedirectSettings
-from linkpulse.settings import ClicksSettings, DatabaseSettings, NatsSettings, StreamsSettings, env_names, from_env
+from linkpulse.settings import (
+    ClicksSettings,
+    DatabaseSettings,
+    MigrateSettings,
+    NatsSettings,
+    RolesSettings,
+    StreamsSettings,
+    env_names,
+    from_env,
+)
 from linkpulse.telemetry import OTEL_VARIABLES, Tracing
-
-
-class MigrateSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """What `linkpulse migrate` reads: the database group (only its url, see linkpulse.cli.main)."""
-
-    database: DatabaseSettings = DatabaseSettings()
 
 
 class SetupSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +33,7 @@ class SetupSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats: NatsSettings = NatsSettings()
     clicks: ClicksSettings = ClicksSettings()
     database: DatabaseSettings = DatabaseSettings()
+    roles: RolesSettings = RolesSettings()
 
 
 # container name → (settings class, variables it must get)
@@ -80,11 +84,17 @@ CONTAINERS: dict[str, tuple[type[msgspec.Struct], set[str]]] = {
 }
 
 
+ROLE_PASSWORDS = {f"LINKPULSE_ROLES_{f.upper()}" for f in RolesSettings.__struct_fields__ if f.endswith("_password")}
+
+
 def test_settings_classes_read_what_the_chart_relies_on() -> None:
     # A renamed setting must break this suite, not a cluster.
     for settings, required in CONTAINERS.values():
         assert required <= set(env_names(settings)), settings.__name__
-    assert env_names(MigrateSettings) == [f"LINKPULSE_DATABASE_{f.upper()}" for f in DatabaseSettings.__struct_fields__]
+    assert env_names(MigrateSettings) == [
+        *(f"LINKPULSE_DATABASE_{f.upper()}" for f in DatabaseSettings.__struct_fields__),
+        *(f"LINKPULSE_ROLES_{f.upper()}" for f in RolesSettings.__struct_fields__),
+    ]
 
 
 def test_each_container_gets_only_variables_its_settings_read(rendered: Rendered) -> None:
@@ -101,7 +111,8 @@ def test_each_container_gets_only_variables_its_settings_read(rendered: Rendered
         assert names <= set(env_names(settings)), f"{where} gets unread {sorted(names - set(env_names(settings)))}"
         assert required <= names, f"{where} lacks {sorted(required - names)}"
         if container["name"] == "migrate":
-            assert names == {"LINKPULSE_DATABASE_URL"}  # `linkpulse migrate` reads nothing else
+            # `linkpulse migrate` reads nothing else; the role passwords unless the DSN is an existing Secret's.
+            assert names - ROLE_PASSWORDS == {"LINKPULSE_DATABASE_URL"}
         seen.add(container["name"])
     assert {"redirect", "ingest", "admin"} <= seen
 
@@ -181,17 +192,53 @@ def test_clicks_replicas_follow_the_bundled_nats_size(value_set: str, replicas: 
             assert env["LINKPULSE_CLICKS_REPLICAS"] == str(replicas), container["name"]
 
 
-def test_connection_urls_point_at_the_bundled_services() -> None:
+def test_connection_urls_point_at_the_bundled_services_each_with_its_own_user() -> None:
     out = render_set("known-secrets")
-    env = out.environment(next(c for _, c in out.linkpulse_containers() if c["name"] == "admin"))
-    assert env["LINKPULSE_NATS_URL"] == "nats://linkpulse-nats:4222"
-    assert env["LINKPULSE_REDIS_URL"] == f"redis://:{SECRETS['redis_password']}@linkpulse-redis:6379/0"
-    assert env["LINKPULSE_DATABASE_URL"] == (
+    env = {c["name"]: out.environment(c) for _, c in out.linkpulse_containers()}
+    for service in ("redirect", "ingest", "admin"):
+        nats_password = out.secret_value("linkpulse-nats", service)
+        assert env[service]["LINKPULSE_NATS_URL"] == f"nats://{service}:{nats_password}@linkpulse-nats:4222"
+        role_password = out.secret_value("linkpulse", f"database-password-{service}")
+        assert env[service]["LINKPULSE_DATABASE_URL"] == (
+            f"postgresql://linkpulse_{service}_login:{role_password}@linkpulse-timescaledb:5432/linkpulse"
+        )
+    for service in ("redirect", "admin"):
+        redis_password = out.secret_value("linkpulse-redis", f"{service}-password")
+        assert env[service]["LINKPULSE_REDIS_URL"] == f"redis://{service}:{redis_password}@linkpulse-redis:6379/0"
+    assert "LINKPULSE_REDIS_URL" not in env["ingest"]
+    # Only the setup step uses the database owner and the NATS setup user, and it sets the roles' passwords.
+    setup = env["setup"]
+    assert setup["LINKPULSE_DATABASE_URL"] == (
         f"postgresql://linkpulse:{SECRETS['tsdb_password']}@linkpulse-timescaledb:5432/linkpulse"
     )
+    assert setup["LINKPULSE_NATS_URL"].startswith("nats://setup:")
+    for service in ("redirect", "ingest", "admin"):
+        assert setup[f"LINKPULSE_ROLES_{service.upper()}_PASSWORD"] == out.secret_value(
+            "linkpulse", f"database-password-{service}"
+        )
     assert out.get("Service", "linkpulse-nats")["spec"]["ports"][0]["port"] == 4222
     assert out.get("Service", "linkpulse-redis")["spec"]["ports"][0]["port"] == 6379
     assert out.get("Service", "linkpulse-timescaledb")["spec"]["ports"][0]["port"] == 5432
+
+
+def test_an_external_database_url_gives_each_service_its_role_on_the_same_server() -> None:
+    out = render_set("external-plain")
+    env = {c["name"]: out.environment(c) for _, c in out.linkpulse_containers()}
+    for service in ("redirect", "ingest", "admin"):
+        password = out.secret_value("linkpulse", f"database-password-{service}")
+        assert env[service]["LINKPULSE_DATABASE_URL"] == (
+            f"postgresql://linkpulse_{service}_login:{password}@pg.example:5432/linkpulse"
+        )
+    # An existing Secret's DSN cannot be rewritten: every container uses it.
+    existing = render_set("external-secrets")
+    urls = {existing.environment(c).get("LINKPULSE_DATABASE_URL") for _, c in existing.linkpulse_containers()}
+    assert urls - {None} == {EXISTING_SECRETS[("lp-database", "dsn")]}
+    off = render({"databaseRoles": {"enabled": False}})
+    envs = [off.environment(c) for _, c in off.linkpulse_containers()]
+    assert {e["LINKPULSE_DATABASE_URL"] for e in envs if "LINKPULSE_DATABASE_URL" in e} == {
+        off.secret_value("linkpulse", "database-url")
+    }
+    assert not any(name.startswith("LINKPULSE_ROLES_") for e in envs for name in e)
 
 
 def test_generated_secrets_are_one_value_per_render() -> None:
@@ -201,7 +248,17 @@ def test_generated_secrets_are_one_value_per_render() -> None:
     assert len(password) == 32 and len(redis_password) == 32 and password != redis_password
     dsn = out.secret_value("linkpulse", "database-url")
     assert f":{password}@" in dsn and out.secret_value("linkpulse-setup", "database-url") == dsn
-    assert f":{redis_password}@" in out.secret_value("linkpulse", "redis-url")
+    for service in ("redirect", "ingest", "admin"):
+        role = out.secret_value("linkpulse", f"database-password-{service}")
+        assert out.secret_value("linkpulse-setup", f"database-password-{service}") == role
+        assert f"_login:{role}@" in out.secret_value("linkpulse", f"database-url-{service}")
+        nats_password = out.secret_value("linkpulse-nats", service)
+        assert f":{nats_password}@" in out.secret_value("linkpulse", f"nats-url-{service}")
+    for service in ("redirect", "admin"):
+        user_password = out.secret_value("linkpulse-redis", f"{service}-password")
+        assert f":{user_password}@" in out.secret_value("linkpulse", f"redis-url-{service}")
+    generated = [out.secret_value("linkpulse-nats", u) for u in ("setup", "redirect", "admin", "ingest")]
+    assert len(set(generated)) == 4 and all(len(p) == 32 for p in generated)
     key = out.secret_value("linkpulse", "admin-key")
     assert key.startswith("lp_") and len(key) == 46
     assert render_set("defaults").secret_value("linkpulse", "admin-key") != key  # random, not a constant

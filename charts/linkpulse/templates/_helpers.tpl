@@ -176,35 +176,107 @@ template that needs it (hook Secret, main Secret, URLs) sees the same value.
 {{- end -}}
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- per-service users */}}
+
+{{/* Login user of a container on the bundled NATS: the service's own, else "setup" (streams, migrate, setup). */}}
+{{- define "linkpulse.natsUser" -}}
+{{- ternary . "setup" (has . (list "redirect" "ingest" "admin")) -}}
+{{- end -}}
+
+{{/* Password of a bundled-NATS user. (dict "ctx" $ "user" "redirect|ingest|admin|setup") */}}
+{{- define "linkpulse.natsPassword" -}}
+{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.componentName" (dict "ctx" .ctx "component" "nats")) "key" .user "value" (index .ctx.Values.nats.auth.passwords .user | default "") "length" 32) -}}
+{{- end -}}
+
+{{/* Password of a bundled-Redis service user. (dict "ctx" $ "user" "redirect|admin") */}}
+{{- define "linkpulse.redisUserPassword" -}}
+{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.componentName" (dict "ctx" .ctx "component" "redis")) "key" (printf "%s-password" .user) "value" (index .ctx.Values.redis.auth.userPasswords .user | default "") "length" 32) -}}
+{{- end -}}
+
+{{/* "true" when services connect as their own Postgres login roles (databaseRoles.enabled, and a DSN to derive them from). */}}
+{{- define "linkpulse.serviceRoles" -}}
+{{- $v := .Values -}}
+{{- if and $v.databaseRoles.enabled (or $v.timescaledb.enabled (not $v.externalDatabase.existingSecret)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Password of a service's Postgres login role (made by the setup step). (dict "ctx" $ "service" s) */}}
+{{- define "linkpulse.rolePassword" -}}
+{{- include "linkpulse.persistent" (dict "ctx" .ctx "secret" (include "linkpulse.fullname" .ctx) "key" (printf "database-password-%s" .service) "value" (index .ctx.Values.databaseRoles.passwords .service | default "") "length" 32) -}}
+{{- end -}}
+
 {{/*
-Where each secret-bearing variable comes from, as YAML {VAR: {name, key}} for secretKeyRef, plus
-"plain" for URLs that may sit in a ConfigMap. (dict "ctx" $ "hook" bool): hook Jobs read the
-hook Secret <fullname>-setup, which exists before the release's own objects.
+The value of one key of the release (or hook) Secret: connection URLs, each with the user of the
+container it is for, role passwords and the admin key. (dict "ctx" $ "key" k)
+*/}}
+{{- define "linkpulse.secretValue" -}}
+{{- $ctx := .ctx -}}
+{{- $key := .key -}}
+{{- if eq $key "admin-key" -}}{{- include "linkpulse.adminKey" $ctx -}}
+{{- else if eq $key "database-url" -}}{{- include "linkpulse.databaseUrl" $ctx -}}
+{{- else if hasPrefix "database-url-" $key -}}
+{{- $service := trimPrefix "database-url-" $key -}}
+{{- $user := printf "linkpulse_%s_login:%s@" $service (include "linkpulse.rolePassword" (dict "ctx" $ctx "service" $service) | urlquery) -}}
+{{- regexReplaceAll "^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*@)?" (include "linkpulse.databaseUrl" $ctx) (printf "${1}%s" $user) -}}
+{{- else if hasPrefix "database-password-" $key -}}{{- include "linkpulse.rolePassword" (dict "ctx" $ctx "service" (trimPrefix "database-password-" $key)) -}}
+{{- else if eq $key "nats-url" -}}{{- include "linkpulse.natsUrl" $ctx -}}
+{{- else if hasPrefix "nats-url-" $key -}}
+{{- $user := trimPrefix "nats-url-" $key -}}
+{{- printf "nats://%s:%s@%s:4222" $user (include "linkpulse.natsPassword" (dict "ctx" $ctx "user" $user) | urlquery) (include "linkpulse.componentName" (dict "ctx" $ctx "component" "nats")) -}}
+{{- else if eq $key "redis-url" -}}{{- include "linkpulse.redisUrl" $ctx -}}
+{{- else if hasPrefix "redis-url-" $key -}}
+{{- $user := trimPrefix "redis-url-" $key -}}
+{{- printf "redis://%s:%s@%s:6379/0" $user (include "linkpulse.redisUserPassword" (dict "ctx" $ctx "user" $user) | urlquery) (include "linkpulse.componentName" (dict "ctx" $ctx "component" "redis")) -}}
+{{- else -}}
+{{- fail (printf "linkpulse.secretValue: unknown key %s" $key) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where each secret-bearing variable of one container comes from, as YAML {VAR: {name, key}} for
+secretKeyRef, plus "plain" for URLs that may sit in a ConfigMap. Services (redirect, ingest, admin)
+log in to the bundled NATS and Redis and to Postgres as their own users; the setup containers as the
+NATS setup user and the database owner, which creates the services' login roles.
+(dict "ctx" $ "hook" bool "component" c): hook Jobs read the hook Secret <fullname>-setup, which
+exists before the release's own objects.
 */}}
 {{- define "linkpulse.secretRefs" -}}
 {{- $ctx := .ctx -}}
 {{- $v := $ctx.Values -}}
+{{- $c := .component | default "setup" -}}
+{{- $service := has $c (list "redirect" "ingest" "admin") -}}
 {{- $own := ternary (include "linkpulse.componentName" (dict "ctx" $ctx "component" "setup")) (include "linkpulse.fullname" $ctx) .hook -}}
 {{- $refs := dict -}}
 {{- $plain := dict -}}
+{{- $roles := include "linkpulse.serviceRoles" $ctx -}}
 {{- /* Database: always a Secret (the DSN holds a password). */ -}}
 {{- if and (not $v.timescaledb.enabled) $v.externalDatabase.existingSecret -}}
 {{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $v.externalDatabase.existingSecret "key" $v.externalDatabase.existingSecretKey) -}}
 {{- else -}}
 {{- $_ := include "linkpulse.databaseUrl" $ctx -}}
-{{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $own "key" "database-url") -}}
+{{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $own "key" (ternary (printf "database-url-%s" $c) "database-url" (and $service (eq $roles "true")))) -}}
 {{- end -}}
-{{- /* NATS: a Secret only for credentials. */ -}}
-{{- if and (not $v.nats.enabled) $v.externalNats.existingSecret -}}
+{{- if and (not $service) (eq $roles "true") -}}
+{{- range $s := list "redirect" "ingest" "admin" -}}
+{{- $_ := set $refs (printf "LINKPULSE_ROLES_%s_PASSWORD" (upper $s)) (dict "name" $own "key" (printf "database-password-%s" $s)) -}}
+{{- end -}}
+{{- end -}}
+{{- /* NATS: the bundled one has a user per service; an external one a Secret only for credentials. */ -}}
+{{- if $v.nats.enabled -}}
+{{- $_ := set $refs "LINKPULSE_NATS_URL" (dict "name" $own "key" (printf "nats-url-%s" (include "linkpulse.natsUser" $c))) -}}
+{{- else if $v.externalNats.existingSecret -}}
 {{- $_ := set $refs "LINKPULSE_NATS_URL" (dict "name" $v.externalNats.existingSecret "key" $v.externalNats.existingSecretKey) -}}
 {{- else if contains "@" (include "linkpulse.natsUrl" $ctx) -}}
 {{- $_ := set $refs "LINKPULSE_NATS_URL" (dict "name" $own "key" "nats-url") -}}
 {{- else -}}
 {{- $_ := set $plain "LINKPULSE_NATS_URL" (include "linkpulse.natsUrl" $ctx) -}}
 {{- end -}}
-{{- /* Redis: a Secret when it has a password. Setup never needs Redis. */ -}}
+{{- /* Redis: the bundled one has a user per service; an external one a Secret when it has a password. Setup never needs Redis. */ -}}
 {{- if not .hook -}}
-{{- if and (not $v.redis.enabled) $v.externalRedis.existingSecret -}}
+{{- if and $v.redis.enabled (has $c (list "redirect" "admin")) -}}
+{{- $_ := set $refs "LINKPULSE_REDIS_URL" (dict "name" $own "key" (printf "redis-url-%s" $c)) -}}
+{{- else if $v.redis.enabled -}}
+{{- /* no other container uses Redis */ -}}
+{{- else if $v.externalRedis.existingSecret -}}
 {{- $_ := set $refs "LINKPULSE_REDIS_URL" (dict "name" $v.externalRedis.existingSecret "key" $v.externalRedis.existingSecretKey) -}}
 {{- else if contains "@" (include "linkpulse.redisUrl" $ctx) -}}
 {{- $_ := set $refs "LINKPULSE_REDIS_URL" (dict "name" $own "key" "redis-url") -}}
@@ -218,6 +290,20 @@ hook Secret <fullname>-setup, which exists before the release's own objects.
 {{- end -}}
 {{- end -}}
 {{- toYaml (dict "refs" $refs "plain" $plain) -}}
+{{- end -}}
+
+{{/* Data of the Secret `name` holding the keys the given containers refer to: (dict "ctx" $ "hook" bool "name" n "components" list) */}}
+{{- define "linkpulse.secretData" -}}
+{{- $data := dict -}}
+{{- range $c := .components -}}
+{{- $plan := include "linkpulse.env" (dict "ctx" $.ctx "component" $c "hook" $.hook) | fromYaml -}}
+{{- range $var, $ref := $plan.refs -}}
+{{- if eq $ref.name $.name -}}
+{{- $_ := set $data $ref.key (include "linkpulse.secretValue" (dict "ctx" $.ctx "key" $ref.key)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $data -}}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- environment per container */}}
@@ -321,16 +407,16 @@ ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|
 {{- $ctx := .ctx -}}
 {{- $v := $ctx.Values -}}
 {{- $c := .component -}}
-{{- $src := include "linkpulse.secretRefs" (dict "ctx" $ctx "hook" (default false .hook)) | fromYaml -}}
+{{- $src := include "linkpulse.secretRefs" (dict "ctx" $ctx "hook" (default false .hook) "component" $c) | fromYaml -}}
 {{- $plain := dict -}}
 {{- $refs := dict -}}
 {{- $want := dict
   "redirect" (list "LINKPULSE_NATS_URL" "LINKPULSE_REDIS_URL" "LINKPULSE_DATABASE_URL")
   "ingest" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL")
   "admin" (list "LINKPULSE_NATS_URL" "LINKPULSE_REDIS_URL" "LINKPULSE_DATABASE_URL" "LINKPULSE_ADMIN_KEY")
-  "migrate" (list "LINKPULSE_DATABASE_URL")
+  "migrate" (list "LINKPULSE_DATABASE_URL" "LINKPULSE_ROLES_REDIRECT_PASSWORD" "LINKPULSE_ROLES_INGEST_PASSWORD" "LINKPULSE_ROLES_ADMIN_PASSWORD")
   "streams" (list "LINKPULSE_NATS_URL")
-  "setup" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL") -}}
+  "setup" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL" "LINKPULSE_ROLES_REDIRECT_PASSWORD" "LINKPULSE_ROLES_INGEST_PASSWORD" "LINKPULSE_ROLES_ADMIN_PASSWORD") -}}
 {{- range $name := index $want $c -}}
 {{- if hasKey $src.plain $name -}}{{- $_ := set $plain $name (index $src.plain $name) -}}{{- end -}}
 {{- if hasKey $src.refs $name -}}{{- $_ := set $refs $name (index $src.refs $name) -}}{{- end -}}

@@ -11,9 +11,11 @@ __all__ = [
     "ClicksSettings",
     "DatabaseSettings",
     "HttpSettings",
+    "MigrateSettings",
     "NatsSettings",
     "ProxySettings",
     "RedisSettings",
+    "RolesSettings",
     "SettingsError",
     "StreamsSettings",
     "env_names",
@@ -105,6 +107,29 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
 
     trusted: str = ""
     """Comma-separated CIDRs of proxies whose X-Forwarded-For (and country header) are believed; none by default."""
+
+
+class RolesSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Passwords of the services' Postgres login roles, which the setup step creates or updates."""
+
+    redirect_password: str = ""
+    """Password of `linkpulse_redirect_login`; "" (default) leaves that role alone (or uncreated)."""
+    ingest_password: str = ""
+    """Password of `linkpulse_ingest_login`; "" (default) leaves that role alone (or uncreated)."""
+    admin_password: str = ""
+    """Password of `linkpulse_admin_login`; "" (default) leaves that role alone (or uncreated)."""
+
+    def passwords(self) -> dict[str, str]:
+        """Service → password, for the services given one."""
+        given = {"redirect": self.redirect_password, "ingest": self.ingest_password, "admin": self.admin_password}
+        return {service: password for service, password in given.items() if password}
+
+
+class MigrateSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What `linkpulse migrate` reads: the migrator's DSN (its owner or a superuser) and the login roles to make."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    roles: RolesSettings = RolesSettings()
 
 
 class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):

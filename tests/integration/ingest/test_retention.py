@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from tests.conftest import MakeLink
 from tests.integration.ingest.conftest import RunWorker, click, eventually
 
+from linkpulse.db.roles import SERVICE_ROLES
 from linkpulse.ingest.batch import click_row
 from linkpulse.ingest.retention import LOCK_ID, apply_retention
 from linkpulse.ingest.store import write_batch
@@ -34,8 +35,13 @@ def ms(day: date, hour: int = 12) -> int:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A small pool on this test's database, as the ingest worker has one."""
-    async with asyncpg.create_pool(database_url, min_size=0, max_size=4) as created:
+    """A small pool on this test's database with only the ingest role's rights, as the ingest worker has one."""
+
+    async def as_ingest(conn: asyncpg.Connection) -> None:
+        # On every acquire: the pool's reset on release (RESET ALL) would bring back the superuser.
+        await conn.execute(f"SET ROLE {SERVICE_ROLES['ingest']}")
+
+    async with asyncpg.create_pool(database_url, min_size=0, max_size=4, setup=as_ingest) as created:
         yield created
 
 
@@ -174,3 +180,22 @@ async def test_worker_applies_retention_on_start_and_counts_it(
         await eventually(expired_gone)
     assert set(aged["kept"]) <= await partitions(ingest_db)
     assert dropped_total() - counted == len(aged["expired"])
+
+
+async def test_the_ingest_role_can_drop_only_partitions_past_the_retention(
+    pool: asyncpg.Pool, ingest_db: asyncpg.Connection, aged: dict[str, list[str]]
+) -> None:
+    # Dropping needs the table's owner, lent to ingest by a function that checks the partition's age: as the
+    # ingest role, neither a partition inside the retention nor a retention under a day is had, and plain DDL
+    # is refused.
+    kept, expired = aged["kept"][0], aged["expired"][0]
+    async with pool.acquire() as conn:
+        with pytest.raises(asyncpg.RaiseError, match="not a click_events partition older than 400 days"):
+            await conn.execute("SELECT linkpulse_drop_click_partition($1::regclass, 400)", kept)
+        with pytest.raises(asyncpg.RaiseError, match="at least one day"):
+            await conn.execute("SELECT linkpulse_drop_click_partition($1::regclass, 0)", expired)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f"DROP TABLE {expired}")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("DELETE FROM click_events")
+    assert {kept, expired} <= await partitions(ingest_db)

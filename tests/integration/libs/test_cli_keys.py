@@ -164,7 +164,7 @@ def test_no_database_or_an_unusable_one_is_explained(postgres_server: PostgresSe
     # Unreachable: says where, never the password.
     refused = linkpulse("keys", "list", "--database-url", "postgresql://u:hunter2@127.0.0.1:1/db", cwd=tmp_path)
     assert refused.returncode == 1
-    assert "linkpulse keys list: database 127.0.0.1:1/db:" in refused.stderr
+    assert "linkpulse keys list: database postgresql://127.0.0.1:1/db:" in refused.stderr
     assert "hunter2" not in refused.stderr and "Traceback" not in refused.stderr
     # Reachable but never migrated.
     postgres_server.create_database("cli_unmigrated")

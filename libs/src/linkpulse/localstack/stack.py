@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from linkpulse.db.migrate import migrate
+from linkpulse.db.roles import login_role
+from linkpulse.localstack.access import REDIS_OPERATOR, REDIS_USERS, stored_passwords, with_userinfo
 from linkpulse.localstack.process import ManagedProcess, StartError, free_port, pid_alive, port_open, stop_pid
 from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
+from linkpulse.messaging.permissions import SERVICE_USERS, SETUP_USER
 from linkpulse.messaging.streams import ensure_streams_at
 from linkpulse.settings import StreamsSettings, from_env
 
@@ -30,7 +33,11 @@ SERVICE_START_TIMEOUT = 60.0
 
 @dataclass
 class StackInfo:
-    """What `stack.json` holds: where everything is, and the pid of each process we started."""
+    """What `stack.json` holds: where everything is, and the pid of each process we started.
+
+    The server URLs are the operator's (NATS's setup user, Redis's default user, the Postgres superuser),
+    with their passwords: the file is readable by its owner only. Each service gets its own (Stack.service_urls).
+    """
 
     redirect_url: str
     admin_url: str
@@ -80,6 +87,8 @@ class Stack:
         self.servers: dict[str, NatsServer | RedisServer | PostgresServer] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.info: StackInfo | None = None
+        self.service_urls: dict[str, dict[str, str]] = {}
+        """Service → its own `LINKPULSE_*_URL` variables, each with that service's user (set by `start`)."""
 
     @property
     def logs(self) -> Path:
@@ -92,10 +101,13 @@ class Stack:
             raise StartError(f"a stack is already running from {self.root}: run `linkpulse down --dir {self.root}`")
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            urls = self._start_servers()
+            passwords = stored_passwords(self.root)
+            urls = self._start_servers(passwords)
             clicks = from_env(StreamsSettings, self.environ).clicks
-            asyncio.run(migrate(urls["database"]))
+            logins = {service: passwords[f"postgres/{login_role(service)}"] for service in SERVICES}
+            asyncio.run(migrate(urls["database"], logins))
             asyncio.run(ensure_streams_at(urls["nats"], clicks))
+            self.service_urls = self._service_urls(urls, passwords)
             admin_key = self.environ.get("LINKPULSE_ADMIN_KEY") or self._stored_admin_key()
             self.info = StackInfo(
                 redirect_url=f"http://127.0.0.1:{self.redirect_port}",
@@ -146,7 +158,7 @@ class Stack:
         self.stop()
         return code
 
-    def _start_servers(self) -> dict[str, str]:
+    def _start_servers(self, passwords: Mapping[str, str]) -> dict[str, str]:
         data = self.root / "data"
         urls: dict[str, str] = {}
         given = {
@@ -157,37 +169,60 @@ class Stack:
         if given["nats"]:
             urls["nats"] = given["nats"]
         else:
-            self.servers["nats"] = NatsServer(data / "nats", log_path=self.logs / "nats.log").start()
+            users = {user: passwords[f"nats/{user}"] for user in (SETUP_USER, *SERVICE_USERS)}
+            self.servers["nats"] = NatsServer(data / "nats", log_path=self.logs / "nats.log", users=users).start()
             urls["nats"] = self.servers["nats"].url
         if given["redis"]:
             urls["redis"] = given["redis"]
         else:
-            self.servers["redis"] = RedisServer(data / "redis", log_path=self.logs / "redis.log").start()
+            users = {user: passwords[f"redis/{user}"] for user in (REDIS_OPERATOR, *REDIS_USERS)}
+            self.servers["redis"] = RedisServer(data / "redis", log_path=self.logs / "redis.log", users=users).start()
             urls["redis"] = self.servers["redis"].url
         if given["database"]:
             urls["database"] = given["database"]
         else:
-            self.servers["postgres"] = PostgresServer(data / "postgres", log_path=self.logs / "postgres.log").start()
+            self.servers["postgres"] = PostgresServer(data / "postgres", log_path=self.logs / "postgres.log",
+                                                      password=passwords["postgres/postgres"]).start()  # fmt: skip
             urls["database"] = self.servers["postgres"].url
         return urls
 
+    def _service_urls(self, urls: Mapping[str, str], passwords: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """Each service's URLs: its own NATS and Redis users on servers the stack started (given URLs are used
+        as they are), and its own Postgres login role, which the setup step made on either."""
+        nats_server, redis_server = self.servers.get("nats"), self.servers.get("redis")
+        out: dict[str, dict[str, str]] = {}
+        for service in SERVICES:
+            role = login_role(service)
+            env = {
+                "LINKPULSE_NATS_URL": nats_server.url_for(service) if isinstance(nats_server, NatsServer)
+                else urls["nats"],
+                "LINKPULSE_DATABASE_URL": with_userinfo(urls["database"], role, passwords[f"postgres/{role}"]),
+            }  # fmt: skip
+            if service in REDIS_USERS:
+                env["LINKPULSE_REDIS_URL"] = (
+                    redis_server.url_for(service) if isinstance(redis_server, RedisServer) else urls["redis"]
+                )
+            out[service] = env
+        return out
+
     def service_envs(self, admin_key: str) -> dict[str, dict[str, str]]:
-        """Each service's environment: the caller's (so `OTEL_*` and `LINKPULSE_*` pass through) plus the stack's."""
+        """Each service's environment: the caller's (so `OTEL_*` and `LINKPULSE_*` pass through) plus the stack's.
+
+        Each service connects as its own user (`service_urls`); before `start` made them, with the stack's URLs.
+        """
         assert self.info is not None
-        base = {
-            **self.environ,
-            "LINKPULSE_NATS_URL": self.info.nats_url,
-            "LINKPULSE_REDIS_URL": self.info.redis_url,
-            "LINKPULSE_DATABASE_URL": self.info.database_url,
-        }
+        base = {**self.environ, "LINKPULSE_NATS_URL": self.info.nats_url,
+                "LINKPULSE_DATABASE_URL": self.info.database_url}  # fmt: skip
+        redis = {"LINKPULSE_REDIS_URL": self.info.redis_url}  # ingest never uses Redis
         envs = {
-            "redirect": {**base, "LINKPULSE_HTTP_PORT": str(self.redirect_port),
+            "redirect": {**base, **redis, "LINKPULSE_HTTP_PORT": str(self.redirect_port),
                          "LINKPULSE_PUBLISHER_SPILL_DIR": str(self.root / "spill" / "redirect")},
-            "admin": {**base, "LINKPULSE_HTTP_PORT": str(self.admin_port), "LINKPULSE_ADMIN_KEY": admin_key,
+            "admin": {**base, **redis, "LINKPULSE_HTTP_PORT": str(self.admin_port), "LINKPULSE_ADMIN_KEY": admin_key,
                       "LINKPULSE_ADMIN_PUBLIC_URL": self.info.redirect_url},
             "ingest": {**base, "LINKPULSE_INGEST_METRICS_PORT": str(self.ingest_port)},
         }  # fmt: skip
         for name, env in envs.items():
+            env.update(self.service_urls.get(name, {}))
             # One service name for three processes would merge them in every trace view.
             env["OTEL_SERVICE_NAME"] = f"linkpulse-{name}"
             env.update(self.service_environ.get(name, {}))

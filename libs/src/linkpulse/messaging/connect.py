@@ -10,6 +10,7 @@ import structlog
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from linkpulse.messaging.permissions import inbox_prefix
 from linkpulse.settings import NatsSettings
 
 __all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "connect"]
@@ -34,6 +35,9 @@ async def connect(
     max_outstanding_pings: int = MAX_OUTSTANDING_PINGS,
 ) -> Client:
     """Connect to NATS, retrying the first connection too, so start order does not matter.
+
+    Credentials come as userinfo of the URL (`nats://redirect:<password>@nats:4222`); replies come to
+    `_INBOX.<name>.*`, the only inbox subjects the service's NATS user may read (messaging.permissions).
 
     Args:
         settings: server URLs and reconnect policy.
@@ -64,6 +68,7 @@ async def connect(
             return await nats.connect(
                 servers=servers,
                 name=name,
+                inbox_prefix=inbox_prefix(name),
                 connect_timeout=settings.connect_timeout,
                 reconnect_time_wait=settings.reconnect_wait,
                 max_reconnect_attempts=settings.max_reconnect_attempts,

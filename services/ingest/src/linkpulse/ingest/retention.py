@@ -84,9 +84,8 @@ async def _apply(conn: asyncpg.Connection, days: int, lock_timeout: float) -> Re
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = {round(lock_timeout * 1000)}")
-                # `name` is Postgres's own quoted regclass text, so it goes into the statement as is.
-                await conn.execute(f"ALTER TABLE click_events DETACH PARTITION {name}")
-                await conn.execute(f"DROP TABLE {name}")
+                # As the table's owner (migration 0006): ingest's own role may not detach or drop.
+                await conn.execute("SELECT linkpulse_drop_click_partition($1::regclass, $2)", name, days)
         except asyncpg.LockNotAvailableError:
             busy.append(name)
             continue

@@ -15,6 +15,7 @@ from litestar import Litestar
 from nats.aio.client import Client
 
 from linkpulse.db.pool import create_pool
+from linkpulse.logs import redact_url
 from linkpulse.messaging.connect import connect
 from linkpulse.redirect.budget import ClickBudget
 from linkpulse.redirect.cache import CACHE_BYTES, CACHED_LINKS, LinkCache
@@ -110,7 +111,7 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(connecting), settings.nats.connect_timeout)
         if not connecting.done():
-            log.warning("nats.unreachable_at_start", url=settings.nats.url, serving=True)
+            log.warning("nats.unreachable_at_start", url=redact_url(settings.nats.url), serving=True)
         try:
             with tracing.asyncpg_spans():
                 yield
