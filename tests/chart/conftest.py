@@ -118,6 +118,10 @@ _ALL_TUNING: dict[str, Any] = {
         "ownHosts": ["l.example.net"],
         "maxBodyBytes": 2097152,
         "relayInterval": 0.5,
+        "allowPrivateTargets": True,
+        "authFailures": 5,
+        "authFailureWindow": 60,
+        "proxy": {"trusted": ["10.0.0.0/8"]},
         "database": {"poolMin": 1, "poolMax": 5},
         "affinity": {
             "nodeAffinity": {

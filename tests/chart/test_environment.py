@@ -157,6 +157,8 @@ def test_every_tuning_value_reaches_its_setting() -> None:
     assert ingest.ingest.log_level == "debug" and ingest.ingest.retention_days == 90
     admin = from_env(AdminSettings, env["admin"])
     assert admin.admin.max_body_bytes == 2_097_152 and admin.admin.relay_interval == 0.5
+    assert admin.admin.allow_private_targets is True and admin.proxy.trusted == "10.0.0.0/8"
+    assert (admin.admin.auth_failures, admin.admin.auth_failure_window) == (5, 60)
     assert admin.admin.key == SECRETS["admin_key"]
     streams = from_env(StreamsSettings, env["setup"])  # the init container (the install defers the hook)
     assert streams.clicks.max_bytes == 4_294_967_296 and streams.clicks.max_age == 86400

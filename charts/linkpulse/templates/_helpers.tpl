@@ -471,6 +471,10 @@ ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|
 {{- with $own -}}{{- $_ := set $plain "LINKPULSE_ADMIN_OWN_HOSTS" (join "," .) -}}{{- end -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_MAX_BODY_BYTES" "value" $s.maxBodyBytes) -}}
 {{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_RELAY_INTERVAL" "value" $s.relayInterval) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_ALLOW_PRIVATE_TARGETS" "value" $s.allowPrivateTargets) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_AUTH_FAILURES" "value" $s.authFailures) -}}
+{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_AUTH_FAILURE_WINDOW" "value" $s.authFailureWindow) -}}
+{{- with $s.proxy.trusted -}}{{- $_ := set $plain "LINKPULSE_PROXY_TRUSTED" (join "," .) -}}{{- end -}}
 {{- end -}}
 {{- if has $c (list "redirect" "ingest" "admin") -}}
 {{- include "linkpulse.env.tracing" (dict "ctx" $ctx "env" $plain "refs" $refs "component" $c) -}}
