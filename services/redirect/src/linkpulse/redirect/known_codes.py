@@ -34,6 +34,7 @@ import structlog
 from rbloom import Bloom
 
 from linkpulse.db.errors import UNAVAILABLE
+from linkpulse.db.metrics import OperationTimer
 
 __all__ = ["KnownCodes", "MissBudgetSpent"]
 
@@ -46,6 +47,7 @@ MIN_CAPACITY = 1_000_000
 """Smallest filter built: 2.4 MB at the default error rate, room for plenty of links created after start."""
 LOAD_RETRY = 5.0
 """Seconds between load attempts while Postgres is away at start."""
+_READ_TIMER = OperationTimer("known_codes_read")
 
 
 class MissBudgetSpent(RuntimeError):
@@ -183,7 +185,8 @@ class KnownCodes:
         """`add` the codes of links with an id above `after_id`, a page at a time: (the highest id read, codes read)."""
         read = 0
         while True:
-            rows = await self._pool.fetch(_PAGE, after_id, PAGE_ROWS)
+            with _READ_TIMER.time():
+                rows = await self._pool.fetch(_PAGE, after_id, PAGE_ROWS)
             if rows:
                 add([row[1] for row in rows])
                 read += len(rows)
