@@ -5,8 +5,8 @@ query each. The lookup asks this filter after Redis (admin writes a new link thr
 any event, so a brand-new link is found there first) and before Postgres; a code the filter has never
 seen is unknown without a query.
 
-It is filled from Postgres at start, in keyset pages of `(id, code)` rather than through one cursor, so
-no transaction stays open for the seconds a million codes take, memory stays one page, and the same
+It is filled from Postgres at start, in keyset pages by id rather than through one cursor, so no
+transaction stays open while a million codes load (about a second), memory stays one page, and the same
 query serves the catch-up below. It learns of new codes three ways:
 - every LinkChanged event adds its code (a deleted code may stay: a false "may exist" costs one query);
 - a code it has never seen waits for a *catch-up*, one indexed query for links with a higher id than
