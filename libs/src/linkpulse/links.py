@@ -6,7 +6,17 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["REDIRECT_TYPES", "LinkRecord", "decode_record", "encode_record", "redis_key", "status_of"]
+from linkpulse.validation import stored_target_problem
+
+__all__ = [
+    "REDIRECT_TYPES",
+    "LinkRecord",
+    "decode_record",
+    "encode_record",
+    "record_problem",
+    "redis_key",
+    "status_of",
+]
 
 REDIRECT_TYPES = (301, 302, 307, 308)
 
@@ -39,6 +49,19 @@ def encode_record(record: LinkRecord) -> bytes:
 def decode_record(data: bytes) -> LinkRecord:
     """Inverse of encode_record."""
     return _decoder.decode(data)
+
+
+def record_problem(record: LinkRecord, code: str) -> str | None:
+    """Why a record read from Redis or Postgres must not answer `code`, or None when it may.
+
+    A store can hold what the admin API never wrote (a hand edit, a stale format, a Redis others can
+    write to): such a record is a miss, never a Location.
+    """
+    if record.code != code:
+        return "record is of another code"
+    if record.redirect_type not in REDIRECT_TYPES:
+        return f"redirect type {record.redirect_type} is not a redirect"
+    return stored_target_problem(record.url)
 
 
 def redis_key(code: str) -> str:

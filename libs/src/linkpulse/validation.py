@@ -15,6 +15,7 @@ __all__ = [
     "RESERVED_CODES",
     "InvalidInput",
     "could_be_code",
+    "stored_target_problem",
     "validate_code",
     "validate_expiry",
     "validate_url",
@@ -123,3 +124,20 @@ def _typed_host(netloc: str) -> str:
     if hostport.startswith("["):
         return hostport.partition("]")[0] + "]"
     return hostport.partition(":")[0]
+
+
+def stored_target_problem(url: str) -> str | None:
+    """Why a target read back from Redis or Postgres must not be answered, or None when it may be.
+
+    Every target `validate_url` accepted passes: this re-checks only what a Location depends on (http or
+    https, no control characters or spaces, at most MAX_URL_BYTES), cheaply enough to run on every record
+    the redirect reads from a store, for what was not written through `validate_url`.
+    """
+    if len(url) > MAX_URL_BYTES or len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+        return f"target longer than {MAX_URL_BYTES} bytes"
+    if _CONTROL.search(url) or " " in url:
+        return "target holds control characters or spaces"
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() not in ("http", "https") or not rest.startswith("//"):
+        return "target is not an http or https URL"
+    return None

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import msgspec
 import ua_parser
 
+from linkpulse.bots import is_bot_agent
+
 __all__ = [
     "DEVICE_CLASSES",
     "Enrichment",
@@ -23,16 +25,6 @@ __all__ = [
 
 DEVICE_CLASSES = ("desktop", "mobile", "tablet", "bot", "other")
 
-# ua-parser knows the big crawlers (device family "Spider"); this catches the long tail of tools,
-# link-preview fetchers and headless browsers that ua-parser files under a browser or "Other".
-# (Cubot is a phone brand, not a bot.)
-_BOT_WORDS = re.compile(
-    r"(?<!cu)bot\b|bot/|crawl|spider|slurp|scrape|curl/|wget/|python-requests|python-urllib|aiohttp|httpx|"
-    r"go-http-client|okhttp|java/|libwww|headless|phantomjs|puppeteer|playwright|selenium|lighthouse|"
-    r"preview|facebookexternalhit|embedly|whatsapp|telegrambot|discordbot|linkexpanding|monitor|"
-    r"pingdom|uptime|axios/|node-fetch|undici",
-    re.IGNORECASE,
-)
 _DESKTOP_OS = frozenset(
     {"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD", "OpenBSD", "NetBSD"}
 )
@@ -73,7 +65,7 @@ def enrich_user_agent(ua: str) -> Enrichment:
     browser = _family(result.user_agent)
     os_family = _family(result.os)
     device = result.device
-    is_bot = (device is not None and device.family == "Spider") or _BOT_WORDS.search(ua) is not None
+    is_bot = is_bot_agent(ua, device.family if device is not None else None)
     return Enrichment(browser=browser, os=os_family, device=_device_class(ua, os_family, device, is_bot), is_bot=is_bot)
 
 

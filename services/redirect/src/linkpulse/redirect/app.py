@@ -22,6 +22,7 @@ from linkpulse.redirect.cache import CACHE_BYTES, CACHED_LINKS, LinkCache
 from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.fastpath import install as install_fast_path
 from linkpulse.redirect.invalidation import CacheInvalidator
+from linkpulse.redirect.known_codes import KnownCodes
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.publisher import ClickPublisher
 from linkpulse.redirect.readiness import ready
@@ -39,6 +40,9 @@ log = structlog.get_logger(__name__)
 
 # Seconds shutdown waits on NATS (unsubscribe, drain, close) before giving up on it.
 NATS_CLOSE_TIMEOUT = 5.0
+# Seconds start waits for the filter of known codes (a million load in about a second); later it loads in
+# the background, and meanwhile unknown codes reach Postgres within the unloaded budget.
+KNOWN_CODES_START_WAIT = 10.0
 
 
 def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None = None) -> Litestar:
@@ -60,6 +64,10 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
         tracing.instrument_redis(redis)
         # min_size=0: the service starts (and serves from Redis) while Postgres is still down.
         pool = await create_pool(settings.database, min_size=0)
+        known = KnownCodes(pool, error_rate=settings.cache.known_codes_error_rate,
+                           catch_up=settings.cache.known_codes_catch_up,
+                           unloaded_budget=settings.cache.unknown_budget)  # fmt: skip
+        loading = asyncio.create_task(known.keep_loading())
         publisher = ClickPublisher(None, settings.publisher, settings.clicks.shards,
                                    SpillFile(Path(settings.publisher.spill_dir)), tracing=click_tracing)  # fmt: skip
         invalidators: list[CacheInvalidator] = []
@@ -75,7 +83,7 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
             nc = await connect(settings.nats, "linkpulse-redirect", on_reconnect=reconnected)
             clients.append(nc)
             publisher.attach(nc)
-            invalidator = CacheInvalidator(nc.jetstream(), cache, tracer)
+            invalidator = CacheInvalidator(nc.jetstream(), cache, known, tracer)
             while True:
                 try:
                     await invalidator.start()
@@ -90,7 +98,7 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
             return nc
 
         app.state.update(
-            lookup=LinkLookup(cache, redis, pool, settings.redis.ttl),
+            lookup=LinkLookup(cache, redis, pool, settings.redis.ttl, known),
             budget=ClickBudget(pool, settings.cache.click_count_refresh),
             publisher=publisher,
             clicks=ClickMaker(
@@ -105,6 +113,8 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
             readiness=ready,
         )
         publisher.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(loading), KNOWN_CODES_START_WAIT)
         # NATS is not needed to answer redirects: without it clicks queue, then spill, until it comes.
         # A normal start waits for the first connection briefly, so the listener is on before serving.
         connecting = asyncio.create_task(connect_nats())
@@ -117,10 +127,12 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
                 yield
         finally:
             # Publisher first: its drain needs NATS; then NATS drains; then the stores close.
-            if not connecting.done():
-                connecting.cancel()
-            with contextlib.suppress(BaseException):
-                await connecting
+            for task in (connecting, loading):
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            await known.close()
             for invalidator in invalidators:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(invalidator.stop(), NATS_CLOSE_TIMEOUT)

@@ -1,4 +1,8 @@
-"""Click limits: how many clicks a link with `max_clicks` has used, from the rollups plus local clicks.
+"""Click limits: how many human clicks a link with `max_clicks` has used, from the rollups plus local clicks.
+
+Only humans count: `link_totals.clicks` (ingest counts bots apart, in `bot_clicks`, by the rule in
+`linkpulse.bots`), and the request path records only the GETs that rule calls human. So a link preview or
+a crawler never uses up a one-time link, though it is answered like anyone else while the limit allows.
 
 Exactness: the count is `link_totals` (refreshed at most every `refresh` seconds per link) plus the
 clicks this process answered since. Clicks still in flight (published, not yet ingested) and other
@@ -21,7 +25,7 @@ __all__ = ["ClickBudget"]
 
 log = structlog.get_logger(__name__)
 
-_USED = "SELECT clicks + bot_clicks FROM link_totals WHERE link_id = $1"
+_USED = "SELECT clicks FROM link_totals WHERE link_id = $1"
 
 
 class ClickBudget:
@@ -44,7 +48,7 @@ class ClickBudget:
         return int(entry[0] + entry[2])
 
     def record(self, link_id: int) -> None:
-        """Count a click this process just answered."""
+        """Count a human click this process just answered."""
         entry = self._counts.get(link_id)
         if entry is not None:
             entry[2] += 1

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from linkpulse.links import status_of
 from linkpulse.redirect.clicks import HeaderGetter
-from linkpulse.redirect.routes import CACHE_CONTROL, location_of
+from linkpulse.redirect.location import location_of
+from linkpulse.redirect.routes import CACHE_CONTROL
 from linkpulse.validation import CODE_PATTERN
 from linkpulse.web.server_spans import SAMPLING_KEY, sampling_decision
 

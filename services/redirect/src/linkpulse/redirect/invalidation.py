@@ -1,4 +1,4 @@
-"""Cache invalidation: every redirect process follows LINKS from "new" and evicts changed codes."""
+"""Cache invalidation: every redirect process follows LINKS from "new", evicts changed codes and learns new ones."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from linkpulse.events import DecodeError, decode_link_changed
 from linkpulse.messaging.streams import LINKS_STREAM, LINKS_SUBJECTS
 from linkpulse.messaging.tracing import context_from, header_traceparent, messaging_attributes
 from linkpulse.redirect.cache import LinkCache
+from linkpulse.redirect.known_codes import KnownCodes
 
 __all__ = ["CacheInvalidator"]
 
@@ -23,9 +24,12 @@ INVALIDATIONS = Counter("linkpulse_redirect_invalidations", "Cache evictions cau
 class CacheInvalidator:
     """An ordered push consumer per process: no durable state, so each pod sees every change."""
 
-    def __init__(self, js: JetStreamContext, cache: LinkCache, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, js: JetStreamContext, cache: LinkCache, known: KnownCodes | None = None, tracer: Tracer | None = None
+    ) -> None:
         self._js = js
         self._cache = cache
+        self._known = known
         self._tracer = tracer
         self._sub: JetStreamContext.PushSubscription | None = None
 
@@ -62,6 +66,9 @@ class CacheInvalidator:
             code, version, traceparent = event.code, event.version, event.traceparent
         span = self._span(msg, traceparent, code) if self._tracer is not None else None
         self._cache.evict(code, version)
+        if self._known is not None:
+            # Every op, not only `created`: a code an event names exists, or did (a deleted one may stay).
+            self._known.add(code)
         INVALIDATIONS.inc()
         if span is not None:
             span.end()

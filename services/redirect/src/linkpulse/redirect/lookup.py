@@ -1,4 +1,9 @@
-"""The lookup chain: process cache → Redis → Postgres, each miss filling the tiers above it."""
+"""The lookup chain: process cache → Redis → filter of known codes → Postgres, each miss filling the tiers above it.
+
+A record read from Redis or Postgres is checked (`linkpulse.links.record_problem`) before it is cached or
+answered: a bad Redis record is logged and read past (Postgres answers, and Redis keeps the bad copy until
+the admin rewrites it or it expires), a bad Postgres row is logged and answered as no link at all.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import time
 from collections.abc import Iterable
 
 import asyncpg
+import msgspec
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -16,8 +22,9 @@ from redis.exceptions import RedisError
 
 from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.db.metrics import OperationTimer
-from linkpulse.links import LinkRecord, decode_record, encode_record, redis_key
+from linkpulse.links import LinkRecord, decode_record, encode_record, record_problem, redis_key
 from linkpulse.redirect.cache import MISS, LinkCache
+from linkpulse.redirect.known_codes import KnownCodes, MissBudgetSpent
 
 __all__ = ["LOOKUPS", "REDIS_SECONDS", "LinkLookup", "LookupCounts", "LookupUnavailable"]
 
@@ -34,19 +41,21 @@ class LookupCounts(Collector):
 
     NAME = "linkpulse_redirect_lookups"
     HELP = (
-        "Link lookups answered, by the tier that answered: local (process cache), redis, db, or coalesced "
-        "(a concurrent miss for the same code that waited on another request's Redis or Postgres read)."
+        "Link lookups answered, by the tier that answered: local (process cache), redis, filter (an unknown "
+        "code the filter of known codes answered without Postgres), db, or coalesced (a concurrent miss for "
+        "the same code that waited on another request's Redis or Postgres read)."
     )
+    TIERS = ("local", "redis", "filter", "db", "coalesced")
 
     def __init__(self) -> None:
-        self.local = self.redis = self.db = self.coalesced = 0
+        self.local = self.redis = self.filter = self.db = self.coalesced = 0
 
     def describe(self) -> Iterable[Metric]:
         return [CounterMetricFamily(self.NAME, self.HELP, labels=["tier"])]
 
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(self.NAME, self.HELP, labels=["tier"])
-        for tier in ("local", "redis", "db", "coalesced"):
+        for tier in self.TIERS:
             family.add_metric([tier], getattr(self, tier))
         return [family]
 
@@ -64,6 +73,12 @@ REDIS_SECONDS = Histogram(
 )
 _REDIS_GET_TIMER = OperationTimer("link_get", REDIS_SECONDS)
 _REDIS_FILL_TIMER = OperationTimer("link_fill", REDIS_SECONDS)
+
+_BAD_RECORDS = Counter(
+    "linkpulse_redirect_bad_records", "Link records read from a store and refused (never answered), by store", ["store"]
+)
+# A bad record's target is logged up to this many characters: enough to find it, never megabytes of log.
+_LOGGED_URL = 200
 
 # After a Redis failure, skip it this long: a dead Redis must not add its timeout to every miss.
 REDIS_BACKOFF = 2.0
@@ -83,8 +98,17 @@ class LookupUnavailable(RuntimeError):
 class LinkLookup:
     """Finds a link by code; concurrent misses for one code share a single backend query."""
 
-    def __init__(self, cache: LinkCache, redis: aioredis.Redis, pool: asyncpg.Pool, redis_ttl: int) -> None:
+    def __init__(
+        self,
+        cache: LinkCache,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        redis_ttl: int,
+        known: KnownCodes | None = None,
+    ) -> None:
         self.cache = cache
+        self.known = known
+        """The filter in front of Postgres; None queries Postgres for every code Redis lacks."""
         self._redis = redis
         self._pool = pool
         self._redis_ttl = redis_ttl
@@ -137,13 +161,22 @@ class LinkLookup:
             LOOKUPS.redis += 1
             self._remember(code, record, generation)
             return record
+        if self.known is not None:
+            try:
+                may_exist = await self.known.may_exist(code)
+            except MissBudgetSpent:
+                raise LookupUnavailable("postgres: budget of unknown codes spent, filter not loaded") from None
+            if not may_exist:
+                LOOKUPS.filter += 1
+                self._remember(code, None, generation)
+                return None
         try:
             with _DB_TIMER.time():
                 row = await self._pool.fetchrow(_SELECT, code)
         except UNAVAILABLE as exc:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
         LOOKUPS.db += 1
-        record = LinkRecord(**dict(row)) if row is not None else None
+        record = self._checked(LinkRecord(**dict(row)), code, "postgres") if row is not None else None
         self._remember(code, record, generation)
         if record is not None:
             await self._fill_redis(record)
@@ -164,7 +197,26 @@ class LinkLookup:
         except (TimeoutError, RedisError, OSError) as exc:
             self._redis_failed(exc)
             return None
-        return decode_record(data) if data is not None else None
+        if data is None:
+            return None
+        try:
+            record = decode_record(data)
+        except msgspec.DecodeError as exc:
+            _BAD_RECORDS.labels("redis").inc()
+            log.error("link.bad_record", store="redis", code=code, problem=f"undecodable: {exc}"[:_LOGGED_URL])
+            return None
+        return self._checked(record, code, "redis")
+
+    @staticmethod
+    def _checked(record: LinkRecord, code: str, store: str) -> LinkRecord | None:
+        """The record when it may answer `code`; else None, logged as an error."""
+        problem = record_problem(record, code)
+        if problem is None:
+            return record
+        _BAD_RECORDS.labels(store).inc()
+        log.error("link.bad_record", store=store, code=code, problem=problem, link_id=record.id,
+                  url=record.url[:_LOGGED_URL], url_length=len(record.url))  # fmt: skip
+        return None
 
     async def _fill_redis(self, record: LinkRecord) -> None:
         if time.monotonic() < self._redis_down_until:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote
 
 from litestar import Request, Response, route
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from linkpulse.links import LinkRecord, status_of
+from linkpulse.bots import is_bot
+from linkpulse.links import status_of
+from linkpulse.redirect.location import location_of
 from linkpulse.redirect.lookup import LookupUnavailable
 from linkpulse.validation import CODE_PATTERN
 
-__all__ = ["CACHE_CONTROL", "location_of", "redirect"]
+__all__ = ["CACHE_CONTROL", "redirect"]
 
 CACHE_CONTROL = "private, max-age=90"
-# Printable ASCII goes out as stored (`%0d%0a` stays three characters each, never a line break).
-_URI_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
 
 def _plain(status: int, detail: str) -> Response[dict[str, Any]]:
@@ -27,7 +26,7 @@ def _plain(status: int, detail: str) -> Response[dict[str, Any]]:
 
 @route("/{code:str}", http_method=["GET", "HEAD"], include_in_schema=False)
 async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Response[Any]:
-    """Redirect to the link's target; a GET also records one click event."""
+    """Redirect to the link's target; a GET also records one click, a HEAD of a click-limited link gets no Location."""
     state = request.app.state
     if not CODE_PATTERN.fullmatch(code):
         return _plain(404, "no such link")
@@ -42,27 +41,22 @@ async def redirect(code: FromPath[str], request: Request[Any, Any, State]) -> Re
     if status_of(link, now_ms, used) == "gone":
         return _plain(410, "link is no longer active")
 
-    location = location_of(link, request.scope["query_string"])
     if request.method == "GET":
-        if used is not None:
-            state.budget.record(link.id)
         peer = request.client.host if request.client else ""
-        state.publisher.submit(state.clicks.make(code, link.id, now_ms, peer, request.headers.get))
+        click = state.clicks.make(code, link.id, now_ms, peer, request.headers.get)
+        # A limit counts human clicks (ingest stores bots' apart), so a link preview cannot use it up.
+        if used is not None and not is_bot(click.ua):
+            state.budget.record(link.id)
+        state.publisher.submit(click)
+    elif used is not None:
+        # A HEAD is no click, so it must not show a click-limited target: a one-time link would otherwise
+        # show it to any number of HEADs and still redirect its one GET. It gets the status a GET would get
+        # now (a link checker still sees a live redirect, or 410), without the target, and no cache keeps it.
+        return Response(content=b"", status_code=link.redirect_type, headers={"cache-control": "no-store"})
+    location = location_of(link, request.scope["query_string"])
     # b"", not None: Litestar would serialise None as a JSON "null" body.
     return Response(
         content=b"",
         status_code=link.redirect_type,
         headers={"location": location, "cache-control": CACHE_CONTROL},
     )
-
-
-def location_of(link: LinkRecord, query: bytes) -> str:
-    """The Location of a redirect: the target, the query string appended when the link forwards it."""
-    location = link.url
-    if link.forward_query and query:
-        location = f"{location}{'&' if '?' in location else '?'}{query.decode('latin-1')}"
-    if not location.isascii():
-        # A header is bytes: a path like /straße or /日本 goes out as its UTF-8 percent-encoding, as
-        # browsers send it, not as latin-1 bytes (or a failure to encode them).
-        location = quote(location, safe=_URI_SAFE)
-    return location

@@ -30,6 +30,12 @@ class CacheSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Bound on remembered unknown codes, so a scan of random codes cannot grow memory without end."""
     click_count_refresh: float = 1.0
     """Seconds between reads of a click-limited link's stored total (see budget.py for exactness)."""
+    known_codes_error_rate: float = 0.0001
+    """False-positive rate of the filter of existing codes: 1 unknown code in 10,000 reaches Postgres."""
+    known_codes_catch_up: float = 0.25
+    """Seconds between the filter's reads of links newer than it knows; an unknown code's 404 waits at most this."""
+    unknown_budget: int = 50
+    """Postgres lookups a second for codes Redis lacks while the filter is not loaded (Postgres down at start)."""
 
 
 class PublisherSettings(msgspec.Struct, frozen=True, kw_only=True):
