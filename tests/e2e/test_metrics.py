@@ -158,7 +158,7 @@ async def test_redirect_metrics_count_requests_by_route_and_status_and_lookups_b
             ("GET", "/known", 5),  # 1 miss through Redis to Postgres, then 4 from the process cache
             ("GET", "/perm", 2),  # 1 from Postgres, 1 local
             ("GET", "/inredis", 3),  # 1 from Redis, 2 local
-            ("GET", "/nosuch", 3),  # 404: 1 from Postgres (none), 2 from the negative cache
+            ("GET", "/nosuch", 3),  # 404: 1 from the filter of known codes (no query), 2 from the negative cache
             ("GET", "/bad.code", 2),  # 404 without a lookup: not a valid code
             ("HEAD", "/known", 1),  # local; no click
             ("GET", "/a/b", 1),  # no route: 404 from the router
@@ -189,12 +189,13 @@ async def test_redirect_metrics_count_requests_by_route_and_status_and_lookups_b
     # The scrapes before this one, on their own route.
     assert samples.value(REQUESTS, route="/metrics", method="GET", status="200") >= 1
 
-    # Lookups by the tier that answered: 10 local (4 + 1 + 2 + 2 + HEAD), 1 Redis, 3 Postgres.
+    # Lookups by the tier that answered: 10 local (4 + 1 + 2 + 2 + HEAD), 1 Redis, 2 Postgres, and the unknown
+    # code once by the filter of known codes, which spares it a Postgres query.
     tiers = {dict(labels)["tier"]: v for labels, v in samples.series("linkpulse_redirect_lookups_total").items()}
-    assert tiers == {"local": 10, "redis": 1, "db": 3, "coalesced": 0}
-    # Postgres and Redis latency: 3 Postgres reads; 4 Redis reads (every miss), 2 fills (links Postgres found).
+    assert tiers == {"local": 10, "redis": 1, "filter": 1, "db": 2, "coalesced": 0}
+    # Postgres and Redis latency: 2 Postgres reads; 4 Redis reads (every miss), 2 fills (links Postgres found).
     db = "linkpulse_db_operation_duration_seconds_count"
-    assert samples.value(db, operation="link_lookup", outcome="ok") == 3
+    assert samples.value(db, operation="link_lookup", outcome="ok") == 2
     assert samples.get_value(db, operation="link_lookup", outcome="error") == 0
     redis_ops = "linkpulse_redis_operation_duration_seconds_count"
     assert samples.value(redis_ops, operation="link_get", outcome="ok") == 4
