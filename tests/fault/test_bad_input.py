@@ -26,6 +26,7 @@ import redis.asyncio
 from tests.fault.load import drive
 from tests.fault.stack import FaultStack, eventually
 
+from linkpulse.admin.throttle import KEY_PREFIX as THROTTLE_KEYS
 from linkpulse.apikeys import generate_key, hash_key
 from linkpulse.messaging.streams import CLICKS_STREAM, LINKS_STREAM
 from linkpulse.validation import CODE_PATTERN
@@ -33,7 +34,6 @@ from linkpulse.validation import CODE_PATTERN
 PUBLIC_URL = "https://lp.bad.test"
 OWN_HOSTS = "go.bad.test, short.bad.test"
 MAX_BODY = 16_384
-NEGATIVE_TTL = 30.0  # the redirect's default `LINKPULSE_CACHE_NEGATIVE_TTL`
 LINKS = "/api/v1/links"
 KEYS = "/api/v1/keys"
 # A link every test may aim at; nothing a bad request does may change it.
@@ -138,7 +138,8 @@ async def snapshot(env: Env) -> dict[str, Any]:
         await conn.close()
     cache = redis.asyncio.Redis.from_url(env.stack.redis_url)
     try:
-        keys = sorted(k.decode() for k in await cache.keys("*"))
+        # The login throttle's counts are the admin's answer to bad keys, not a change they make to links or keys.
+        keys = sorted(k.decode() for k in await cache.keys("*") if not k.decode().startswith(THROTTLE_KEYS))
         values = {k: await cache.get(k) for k in keys if await cache.type(k) == b"string"}
     finally:
         await cache.aclose()
@@ -320,8 +321,9 @@ async def test_non_ascii_paths_and_queries_reach_location_percent_encoded(env: E
     assert answer.status == 302, answer.body
     location = answer.header("location")
     assert location is not None and location.isascii(), location
+    # The forwarded pairs join the target's query, before its fragment.
     assert location == (
-        "https://xn--bcher-kva.example/stra%C3%9Fe/%E6%97%A5%E6%9C%AC?q=%C3%BC&r=%E2%80%A8#frag&x=%C3%A9&y=%FF"
+        "https://xn--bcher-kva.example/stra%C3%9Fe/%E6%97%A5%E6%9C%AC?q=%C3%BC&r=%E2%80%A8&x=%C3%A9&y=%FF#frag"
     )
     # Raw non-ASCII bytes in a request target are not HTTP: refused before the app.
     assert (await raw(env.redirect, http("GET", b"/unicode?x=\xc3\xa9"))).status == 400
@@ -647,13 +649,14 @@ async def test_every_route_refuses_a_key_without_its_scope_with_403(env: Env) ->
     assert await snapshot(env) == before
 
 
-async def test_an_oversized_authorization_header_is_401_without_hashing_it(env: Env) -> None:
-    # httptools sets no header size limit of its own (see the report): the app bounds what it reads.
+async def test_an_oversized_authorization_header_is_refused_without_hashing_it(env: Env) -> None:
+    # A key past what keys can be is 401 from the app, unhashed; a header past the edge's header limit is
+    # 431 before the app sees it.
     before = await snapshot(env)
-    for size in (513, 100_000):
+    for size, status, detail in ((513, 401, "invalid API key"), (100_000, 431, "header block longer than")):
         header = [(b"Authorization", b"Bearer lp_" + b"x" * size)]
-        err = assert_clear_4xx(await raw(env.admin, http("GET", f"{LINKS}/{BASE}".encode(), header)), 401)
-        assert err["detail"] == "invalid API key"
+        err = assert_clear_4xx(await raw(env.admin, http("GET", f"{LINKS}/{BASE}".encode(), header)), status)
+        assert err["detail"].startswith(detail), err
     assert await snapshot(env) == before
 
 
@@ -784,9 +787,11 @@ async def _settled_scans(conn: asyncpg.Connection) -> int:
     return last
 
 
-async def test_a_flood_of_unknown_codes_reaches_the_database_once_per_code(env: Env) -> None:
-    # Counted by Postgres itself (table scans of `links` by any backend), not by the app's counters.
-    codes = [f"flood{os.getpid()}x{i}" for i in range(50)]
+async def test_a_flood_of_unknown_codes_does_not_reach_the_database_per_code(env: Env) -> None:
+    # Counted by Postgres itself (scans of `links` by any backend), not by the app's counters. Before the
+    # filter of known codes each distinct unknown code cost a query (500 here); now only the filter's
+    # catch-ups read `links`, shared by every code that arrives meanwhile and at most one per 0.25 s.
+    codes = [f"flood{os.getpid()}x{i}" for i in range(500)]
     before_state = await snapshot(env)
     conn = await asyncpg.connect(env.db_url)
     try:
@@ -799,10 +804,8 @@ async def test_a_flood_of_unknown_codes_reaches_the_database_once_per_code(env: 
         await conn.close()
     print(f"unknown-code flood: {result.summary()} in {elapsed:.1f}s, links scans={after - before}")
     assert dict(result.statuses) == {404: 5_000} and not result.errors
-    # One lookup per code per negative-cache lifetime (30 s by default; a slow, loaded machine may
-    # need more than one), a few to spare for the admin's relay.
-    rounds = 1 + int(elapsed // NEGATIVE_TTL)
-    assert 50 <= after - before <= 50 * rounds + 5, (after - before, elapsed)
+    # A tenth of the codes at most, a few to spare for the admin's relay.
+    assert after - before <= len(codes) // 10 + 5, (after - before, elapsed)
     assert await snapshot(env) == before_state
 
 
