@@ -1,11 +1,13 @@
-"""NATS connections that reconnect forever and tell their owner about it."""
+"""NATS connections: opened retrying until the server is there, reconnecting forever, closed by draining."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.errors import NoServersError
@@ -13,7 +15,7 @@ from nats.errors import NoServersError
 from linkpulse.messaging.permissions import inbox_prefix
 from linkpulse.settings import NatsSettings
 
-__all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "connect"]
+__all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "close", "connect"]
 
 log = structlog.get_logger(__name__)
 
@@ -84,3 +86,25 @@ async def connect(
             # nats-py gives up on a first connection at once; services must not care who starts first.
             log.warning("nats.connect_failed", error=type(exc).__name__, retry_in=settings.reconnect_wait)
             await asyncio.sleep(settings.reconnect_wait)
+
+
+async def close(nc: Client, timeout: float) -> None:
+    """Drain `nc` (subscriptions first, then buffered publishes), then close it; every service's shutdown.
+
+    nats-py bounds the subscriptions' part by its own `drain_timeout`, set here to `timeout`. The
+    flush of publishes that follows has a fixed 10 s of its own, and on a black-holed connection it
+    would spend all of it and then leave the client open: hence the outer bound and the plain close.
+    A connection that is down (reconnecting) cannot drain; it is closed, and what it buffered is lost
+    to the caller's own fallback (the redirect's spill file, ingest's redelivery).
+    """
+    if nc.is_closed:
+        return
+    if nc.is_connected:
+        nc.options["drain_timeout"] = timeout
+        try:
+            await asyncio.wait_for(nc.drain(), 2 * timeout)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            log.warning("nats.drain_failed", error=repr(exc))
+    if not nc.is_closed:
+        with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+            await asyncio.wait_for(nc.close(), timeout)
