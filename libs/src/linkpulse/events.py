@@ -10,6 +10,7 @@ __all__ = [
     "CLICK_BATCH_VERSION",
     "CLICK_EVENT_VERSION",
     "LINK_CHANGED_VERSION",
+    "MAX_COUNTRY",
     "MAX_LANG",
     "MAX_REFERRER",
     "MAX_UA",
@@ -17,6 +18,7 @@ __all__ = [
     "ClickEvent",
     "DecodeError",
     "LinkChanged",
+    "country_code",
     "decode_click_batch",
     "decode_link_changed",
     "encode",
@@ -36,6 +38,18 @@ MAX_REFERRER = 1024
 """1024: characters of the referrer kept, which is origin and path only (see the redirect's referrer.py)."""
 MAX_LANG = 35
 """35: characters of the first Accept-Language tag kept (RFC 5646's longest tag to be supported)."""
+MAX_COUNTRY = 2
+"""2: a country is an ISO 3166-1 alpha-2 code or nothing (see `country_code`)."""
+
+
+def country_code(value: str) -> str:
+    """ISO 3166-1 alpha-2 in upper case, or "" when missing or not a country (XX is "unknown", T1 Tor)."""
+    if not value:
+        return ""
+    value = value.strip().upper()
+    if len(value) != MAX_COUNTRY or not value.isascii() or not value.isalpha() or value == "XX":
+        return ""
+    return value
 
 
 class DecodeError(ValueError):

@@ -8,7 +8,6 @@ from linkpulse.ingest.enrich import (
     Enrichment,
     clean_text,
     enrich_user_agent,
-    normalize_country,
     normalize_ip,
     referrer_host,
 )
@@ -102,14 +101,6 @@ def test_unknown_agent_is_other_not_bot() -> None:
 )
 def test_referrer_host(referrer: str, host: str) -> None:
     assert referrer_host(referrer) == host
-
-
-@pytest.mark.parametrize(
-    ("country", "expected"),
-    [("de", "DE"), (" US ", "US"), ("", ""), ("XX", ""), ("T1", ""), ("DEU", ""), ("ÄÖ", ""), ("1a", "")],
-)
-def test_country_is_two_upper_case_letters_or_empty(country: str, expected: str) -> None:
-    assert normalize_country(country) == expected
 
 
 @pytest.mark.parametrize(

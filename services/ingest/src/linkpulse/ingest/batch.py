@@ -9,11 +9,10 @@ from typing import NamedTuple
 
 from nats.aio.msg import Msg
 
-from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, decode_click_batch
+from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, country_code, decode_click_batch
 from linkpulse.ingest.enrich import (
     clean_text,
     enrich_user_agent,
-    normalize_country,
     normalize_ip,
     referrer_host,
 )
@@ -123,7 +122,7 @@ def click_row(event: ClickEvent) -> ClickRow:
         referrer=referrer,
         referrer_host=referrer_host(referrer),
         lang=clean_text(event.lang, MAX_LANG),
-        country=normalize_country(event.country),
+        country=country_code(event.country),
         browser=agent.browser,
         os=agent.os,
         device=agent.device,

@@ -1,4 +1,4 @@
-"""Click enrichment: browser, OS, device class and bot flag from the user agent; referrer host, country, IP."""
+"""Click enrichment: browser, OS, device class and bot flag from the user agent; referrer host, IP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ __all__ = [
     "Enrichment",
     "clean_text",
     "enrich_user_agent",
-    "normalize_country",
     "normalize_ip",
     "referrer_host",
     "warm_up",
@@ -107,14 +106,6 @@ def referrer_host(referrer: str) -> str:
     host = host.rstrip(".")
     # www.example.com and example.com are one source to whoever reads the stats.
     return host.removeprefix("www.")[:255]
-
-
-def normalize_country(country: str) -> str:
-    """ISO 3166 alpha-2 in upper case, or "" when missing or not a country (XX, T1 and the like)."""
-    value = country.strip().upper()
-    if len(value) != 2 or not value.isascii() or not value.isalpha() or value == "XX":
-        return ""
-    return value
 
 
 @lru_cache(maxsize=65_536)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from linkpulse.events import MAX_UA, ClickEvent
+from linkpulse.events import MAX_UA, ClickEvent, country_code
 from linkpulse.ids import new_event_id
 from linkpulse.redirect.referrer import referrer_origin_path
 from linkpulse.redirect.visitor import anonymize_ip, first_language
@@ -71,6 +71,6 @@ class ClickMaker:
             # Reduced here, so a query (search terms, tokens) never leaves the redirect.
             referrer=referrer_origin_path(header("referer", "")),
             lang=first_language(header("accept-language", "")),
-            country=country[:2].upper(),
+            country=country_code(country),
             traceparent=tracing.click(code, event_id) if tracing is not None else "",
         )
