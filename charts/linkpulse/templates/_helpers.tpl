@@ -80,24 +80,6 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
-{{/* ---------------------------------------------------------------- values to strings */}}
-
-{{/* A number as a settings parser reads it: integral values without exponent or fraction (1e+06 → 1000000). */}}
-{{- define "linkpulse.num" -}}
-{{- if or (kindIs "float64" .) (kindIs "float32" .) -}}
-{{- if eq (float64 .) (float64 (int64 .)) -}}{{ int64 . }}{{- else -}}{{ . }}{{- end -}}
-{{- else -}}
-{{- toString . -}}
-{{- end -}}
-{{- end -}}
-
-{{/* Set env[name] to value unless the value is null. (dict "env" $env "name" "LINKPULSE_X" "value" $v) */}}
-{{- define "linkpulse.env.opt" -}}
-{{- if not (kindIs "invalid" .value) -}}
-{{- $_ := set .env .name (include "linkpulse.num" .value) -}}
-{{- end -}}
-{{- end -}}
-
 {{/* ---------------------------------------------------------------- generated secrets */}}
 
 {{/*
@@ -306,88 +288,12 @@ exists before the release's own objects.
 {{- toYaml $data -}}
 {{- end -}}
 
-{{/* ---------------------------------------------------------------- environment per container */}}
-
-{{/* CLICKS stream replicas: the value, else 3 with a bundled NATS of 3+ nodes, else 1. */}}
-{{- define "linkpulse.clicksReplicas" -}}
-{{- if not (kindIs "invalid" .Values.config.clicks.replicas) -}}
-{{- .Values.config.clicks.replicas | int -}}
-{{- else if and .Values.nats.enabled (ge (int .Values.nats.replicas) 3) -}}
-3
-{{- else -}}
-1
-{{- end -}}
-{{- end -}}
-
-{{- define "linkpulse.env.clicks" -}}
-{{- $c := .ctx.Values.config.clicks -}}
-{{- $_ := set .env "LINKPULSE_CLICKS_SHARDS" (include "linkpulse.num" $c.shards) -}}
-{{- $_ := set .env "LINKPULSE_CLICKS_REPLICAS" (include "linkpulse.clicksReplicas" .ctx) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_MAX_AGE" "value" $c.maxAge) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_MAX_BYTES" "value" $c.maxBytes) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_DUPLICATE_WINDOW" "value" $c.duplicateWindow) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_CLICKS_ACK_WAIT" "value" $c.ackWait) -}}
-{{- end -}}
-
-{{- define "linkpulse.env.natsTuning" -}}
-{{- $n := .ctx.Values.config.nats -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_NATS_CONNECT_TIMEOUT" "value" $n.connectTimeout) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_NATS_MAX_RECONNECT_ATTEMPTS" "value" $n.maxReconnectAttempts) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_NATS_RECONNECT_WAIT" "value" $n.reconnectWait) -}}
-{{- end -}}
-
-{{- define "linkpulse.env.redisTuning" -}}
-{{- $r := .ctx.Values.config.redis -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_REDIS_TIMEOUT" "value" $r.timeout) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_REDIS_TTL" "value" $r.ttl) -}}
-{{- end -}}
-
-{{/*
-OpenTelemetry variables of a service container (docs/tracing.md): its service name always, the exporter
-endpoint and sampling only when tracing.otlpEndpoint is set. (dict "ctx" $ "env" $plain "refs" $refs "component" c)
-*/}}
-{{- define "linkpulse.env.tracing" -}}
-{{- $t := .ctx.Values.tracing -}}
-{{- $_ := set .env "OTEL_SERVICE_NAME" (printf "linkpulse-%s" .component) -}}
-{{- if $t.otlpEndpoint -}}
-{{- $_ := set .env "OTEL_EXPORTER_OTLP_ENDPOINT" (toString $t.otlpEndpoint) -}}
-{{- $_ := set .env "OTEL_EXPORTER_OTLP_PROTOCOL" "http/protobuf" -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "OTEL_TRACES_SAMPLER_ARG" "value" (index $t.sampleRatio .component)) -}}
-{{- with $t.resourceAttributes -}}{{- $_ := set $.env "OTEL_RESOURCE_ATTRIBUTES" (toString .) -}}{{- end -}}
-{{- if $t.headersSecret.name -}}
-{{- $_ := set .refs "OTEL_EXPORTER_OTLP_HEADERS" (dict "name" $t.headersSecret.name "key" $t.headersSecret.key) -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-
-{{- define "linkpulse.env.http" -}}
-{{- $_ := set .env "LINKPULSE_HTTP_HOST" (toString .ctx.Values.bindAddress) -}}
-{{- $_ := set .env "LINKPULSE_HTTP_PORT" (include "linkpulse.num" .svc.port) -}}
-{{- $_ := set .env "LINKPULSE_HTTP_WORKERS" (include "linkpulse.num" .svc.workers) -}}
-{{- $_ := set .env "LINKPULSE_HTTP_LOG_LEVEL" (toString .svc.logLevel) -}}
-{{- end -}}
-
-{{- define "linkpulse.env.pool" -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_DATABASE_POOL_MIN" "value" .svc.database.poolMin) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_DATABASE_POOL_MAX" "value" .svc.database.poolMax) -}}
-{{- include "linkpulse.env.opt" (dict "env" .env "name" "LINKPULSE_DATABASE_COMMAND_TIMEOUT" "value" .ctx.Values.config.database.commandTimeout) -}}
-{{- end -}}
+{{/* ---------------------------------------------------------------- paths and addresses */}}
 
 {{/* Spill folder of the redirect publisher: an emptyDir mount. */}}
 {{- define "linkpulse.spillDir" -}}/var/lib/linkpulse/spill{{- end -}}
 
-{{/* Hosts of the enabled ingresses. */}}
-{{- define "linkpulse.ingressHosts" -}}
-{{- $hosts := list -}}
-{{- if .Values.ingress.enabled -}}
-{{- range $c := list "redirect" "admin" -}}
-{{- $i := index $.Values.ingress $c -}}
-{{- if and $i.enabled $i.host -}}{{- $hosts = append $hosts $i.host -}}{{- end -}}
-{{- end -}}
-{{- end -}}
-{{- join "," (uniq $hosts) -}}
-{{- end -}}
-
+{{/* Base URL of short links: admin.publicUrl, else the redirect ingress host, else the port-forward address. */}}
 {{- define "linkpulse.publicUrl" -}}
 {{- $i := .Values.ingress.redirect -}}
 {{- if .Values.admin.publicUrl -}}
@@ -397,107 +303,6 @@ endpoint and sampling only when tracing.otlpEndpoint is set. (dict "ctx" $ "env"
 {{- else -}}
 http://127.0.0.1:8000
 {{- end -}}
-{{- end -}}
-
-{{/*
-Variables of one container, as YAML {plain: {VAR: value}, refs: {VAR: {name, key}}}: exactly the
-ones its settings class reads. (dict "ctx" $ "component" "redirect|ingest|admin|migrate|streams|setup" "hook" bool)
-*/}}
-{{- define "linkpulse.env" -}}
-{{- $ctx := .ctx -}}
-{{- $v := $ctx.Values -}}
-{{- $c := .component -}}
-{{- $src := include "linkpulse.secretRefs" (dict "ctx" $ctx "hook" (default false .hook) "component" $c) | fromYaml -}}
-{{- $plain := dict -}}
-{{- $refs := dict -}}
-{{- $want := dict
-  "redirect" (list "LINKPULSE_NATS_URL" "LINKPULSE_REDIS_URL" "LINKPULSE_DATABASE_URL")
-  "ingest" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL")
-  "admin" (list "LINKPULSE_NATS_URL" "LINKPULSE_REDIS_URL" "LINKPULSE_DATABASE_URL" "LINKPULSE_ADMIN_KEY")
-  "migrate" (list "LINKPULSE_DATABASE_URL" "LINKPULSE_ROLES_REDIRECT_PASSWORD" "LINKPULSE_ROLES_INGEST_PASSWORD" "LINKPULSE_ROLES_ADMIN_PASSWORD")
-  "streams" (list "LINKPULSE_NATS_URL")
-  "setup" (list "LINKPULSE_NATS_URL" "LINKPULSE_DATABASE_URL" "LINKPULSE_ROLES_REDIRECT_PASSWORD" "LINKPULSE_ROLES_INGEST_PASSWORD" "LINKPULSE_ROLES_ADMIN_PASSWORD") -}}
-{{- range $name := index $want $c -}}
-{{- if hasKey $src.plain $name -}}{{- $_ := set $plain $name (index $src.plain $name) -}}{{- end -}}
-{{- if hasKey $src.refs $name -}}{{- $_ := set $refs $name (index $src.refs $name) -}}{{- end -}}
-{{- end -}}
-{{- if eq $c "redirect" -}}
-{{- $s := $v.redirect -}}
-{{- include "linkpulse.env.http" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
-{{- include "linkpulse.env.natsTuning" (dict "ctx" $ctx "env" $plain) -}}
-{{- include "linkpulse.env.redisTuning" (dict "ctx" $ctx "env" $plain) -}}
-{{- include "linkpulse.env.pool" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
-{{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_MAX_ENTRIES" "value" $s.cache.maxEntries) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_TTL" "value" $s.cache.ttl) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_NEGATIVE_TTL" "value" $s.cache.negativeTtl) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_NEGATIVE_MAX_ENTRIES" "value" $s.cache.negativeMaxEntries) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_CACHE_CLICK_COUNT_REFRESH" "value" $s.cache.clickCountRefresh) -}}
-{{- $p := $s.publisher -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_QUEUE_MAX" "value" $p.queueMax) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_BATCH_MAX" "value" $p.batchMax) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_LINGER" "value" $p.linger) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_PUBLISH_TIMEOUT" "value" $p.publishTimeout) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_GIVE_UP_AFTER" "value" $p.giveUpAfter) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_DRAIN_TIMEOUT" "value" $p.drainTimeout) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PUBLISHER_REPLAY_CONCURRENCY" "value" $p.replayConcurrency) -}}
-{{- $_ := set $plain "LINKPULSE_PUBLISHER_SPILL_DIR" (include "linkpulse.spillDir" $ctx) -}}
-{{- with $s.proxy.trusted -}}{{- $_ := set $plain "LINKPULSE_PROXY_TRUSTED" (join "," .) -}}{{- end -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PROXY_COUNTRY_HEADER" "value" $s.proxy.countryHeader) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_PROXY_ANONYMIZE_IP" "value" $s.proxy.anonymizeIp) -}}
-{{- else if eq $c "ingest" -}}
-{{- $s := $v.ingest -}}
-{{- include "linkpulse.env.natsTuning" (dict "ctx" $ctx "env" $plain) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_DATABASE_COMMAND_TIMEOUT" "value" $v.config.database.commandTimeout) -}}
-{{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
-{{- $_ := set $plain "LINKPULSE_INGEST_METRICS_PORT" (include "linkpulse.num" $s.metricsPort) -}}
-{{- $_ := set $plain "LINKPULSE_INGEST_METRICS_HOST" (toString $v.bindAddress) -}}
-{{- $_ := set $plain "LINKPULSE_INGEST_LOG_LEVEL" (toString $s.logLevel) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_SIZE" "value" $s.batchSize) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_MAX_WAIT" "value" $s.maxWait) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_LINGER" "value" $s.linger) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_BATCH_BYTES" "value" $s.batchBytes) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_CONCURRENT_STORES" "value" $s.concurrentStores) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETRY_DELAY" "value" $s.retryDelay) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_INGEST_RETENTION_DAYS" "value" $s.retentionDays) -}}
-{{- else if eq $c "admin" -}}
-{{- $s := $v.admin -}}
-{{- include "linkpulse.env.http" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
-{{- include "linkpulse.env.natsTuning" (dict "ctx" $ctx "env" $plain) -}}
-{{- include "linkpulse.env.redisTuning" (dict "ctx" $ctx "env" $plain) -}}
-{{- include "linkpulse.env.pool" (dict "ctx" $ctx "env" $plain "svc" $s) -}}
-{{- $_ := set $plain "LINKPULSE_ADMIN_PUBLIC_URL" (include "linkpulse.publicUrl" $ctx) -}}
-{{- $own := concat (compact (splitList "," (include "linkpulse.ingressHosts" $ctx))) $s.ownHosts | uniq -}}
-{{- with $own -}}{{- $_ := set $plain "LINKPULSE_ADMIN_OWN_HOSTS" (join "," .) -}}{{- end -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_MAX_BODY_BYTES" "value" $s.maxBodyBytes) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_RELAY_INTERVAL" "value" $s.relayInterval) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_ALLOW_PRIVATE_TARGETS" "value" $s.allowPrivateTargets) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_AUTH_FAILURES" "value" $s.authFailures) -}}
-{{- include "linkpulse.env.opt" (dict "env" $plain "name" "LINKPULSE_ADMIN_AUTH_FAILURE_WINDOW" "value" $s.authFailureWindow) -}}
-{{- with $s.proxy.trusted -}}{{- $_ := set $plain "LINKPULSE_PROXY_TRUSTED" (join "," .) -}}{{- end -}}
-{{- end -}}
-{{- if has $c (list "redirect" "ingest" "admin") -}}
-{{- include "linkpulse.env.tracing" (dict "ctx" $ctx "env" $plain "refs" $refs "component" $c) -}}
-{{- end -}}
-{{- if or (eq $c "streams") (eq $c "setup") -}}
-{{- include "linkpulse.env.clicks" (dict "ctx" $ctx "env" $plain) -}}
-{{- end -}}
-{{- toYaml (dict "plain" $plain "refs" $refs) -}}
-{{- end -}}
-
-{{/* env: entries (YAML list) of an env plan: secret references, plus the plain values when inline. (dict "plan" $plan "inline" bool "extra" list) */}}
-{{- define "linkpulse.envList" -}}
-{{- $out := list -}}
-{{- if .inline -}}
-{{- range $name, $value := .plan.plain -}}
-{{- $out = append $out (dict "name" $name "value" (toString $value)) -}}
-{{- end -}}
-{{- end -}}
-{{- range $name, $ref := .plan.refs -}}
-{{- $out = append $out (dict "name" $name "valueFrom" (dict "secretKeyRef" (dict "name" $ref.name "key" $ref.key))) -}}
-{{- end -}}
-{{- $out = concat $out (.extra | default list) -}}
-{{- if $out -}}{{- toYaml $out -}}{{- end -}}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- pod pieces */}}
