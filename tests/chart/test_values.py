@@ -57,11 +57,19 @@ def _leaves(values: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return [path]
 
 
-def _schema_at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+def _resolve(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """The node a `$ref` (#/definitions/<name>) points at, else the node itself."""
+    while "$ref" in node:
+        node = root["definitions"][node["$ref"].removeprefix("#/definitions/")]
+    return node
+
+
+def _schema_at(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    schema = _resolve(root, root)
     for key in path:
         if schema.get("type") != "object" or key not in schema.get("properties", {}):
             return None
-        schema = schema["properties"][key]
+        schema = _resolve(root, schema["properties"][key])
     return schema
 
 
@@ -74,6 +82,7 @@ def test_schema_types_every_value_and_closes_every_values_object() -> None:
     free_form = {"affinity", "podSecurityContext", "containerSecurityContext", "seccompProfile", "capabilities"}
 
     def closed(node: dict[str, Any], path: str) -> list[str]:
+        node = _resolve(schema, node)  # a shared definition is checked at every place that uses it
         open_ = []
         if node.get("type") == "object" and "properties" in node:
             if node.get("additionalProperties") is not False and path.rsplit(".", 1)[-1] not in free_form:
