@@ -36,6 +36,14 @@ def chart() -> helm_python.Chart:
         ({"redirect": {"resources": {"requests": {"cpu": "lots"}}}}, "/redirect/resources/requests/cpu"),
         ({"ingest": {"resources": {"limits": None}}}, "/ingest/resources"),  # limits are required
         ({"setup": {"initContainer": "sometimes"}}, "/setup/initContainer"),
+        # Shapes shared through definitions still refuse wrong values wherever they are used.
+        ({"admin": {"probes": {"liveness": {"periodSeconds": 0}}}}, "/admin/probes/liveness/periodSeconds"),
+        ({"admin": {"autoscaling": {"targetCPUUtilizationPercentage": 150}}}, "/admin/autoscaling/targetCPU"),
+        ({"redirect": {"autoscaling": {"minReplica": 2}}}, "minReplica"),
+        ({"nats": {"pdb": {"maxUnavailable": "half"}}}, "/nats/pdb/maxUnavailable"),
+        ({"ingest": {"image": {"digest": "latest"}}}, "/ingest/image/digest"),
+        ({"timescaledb": {"image": {"tag": ""}}}, "/timescaledb/image/tag"),
+        ({"redis": {"podSecurityContext": {"seccompProfile": {"type": "None"}}}}, "/redis/podSecurityContext/seccomp"),
     ],
 )
 def test_schema_rejects_wrong_values(chart: helm_python.Chart, values: dict[str, Any], where: str) -> None:
