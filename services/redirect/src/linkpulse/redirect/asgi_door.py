@@ -59,16 +59,15 @@ class AsgiDoor:
             scope[FOUND_KEY] = answer  # type: ignore[literal-required]
             await self.app(scope, receive, send)
             return
-        status, location, cache_control = answer  # type: ignore[misc]
         # The request metrics (which wrap this) label the answer by the route it stands for.
         scope["path_template"] = ROUTE
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": answer.status,  # type: ignore[attr-defined]
                 "headers": [
-                    (b"location", location.encode("latin-1")),
-                    (b"cache-control", cache_control.encode("latin-1")),
+                    (b"location", answer.location.encode("latin-1")),  # type: ignore[attr-defined]
+                    (b"cache-control", answer.cache_control.encode("latin-1")),  # type: ignore[attr-defined]
                     (b"content-length", b"0"),
                 ],
             }

@@ -10,7 +10,7 @@ queueing the click, writing the response.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import msgspec
 
 from linkpulse.links import LinkRecord, status_of
 from linkpulse.redirect.cache import MISS
@@ -40,7 +40,8 @@ RESERVED = RESERVED_CODES
 """Paths the services answer themselves (`/healthz`, `/metrics`, ...): valid codes, never a link's path."""
 
 
-class Redirect(NamedTuple):
+# Structs without GC tracking: made for every hot redirect, in C, about a quarter of a NamedTuple's cost.
+class Redirect(msgspec.Struct, frozen=True, gc=False):
     """A 30x. `location` is None only for a HEAD of a click-limited link (see `decide`)."""
 
     status: int
@@ -48,7 +49,7 @@ class Redirect(NamedTuple):
     cache_control: str
 
 
-class Refusal(NamedTuple):
+class Refusal(msgspec.Struct, frozen=True, gc=False):
     """A 4xx or 5xx, with the reason the `{status, detail}` body gives."""
 
     status: int

@@ -140,10 +140,11 @@ class RedirectProtocol(EdgeProtocol):
         if answer.__class__ is not Redirect:
             self._to_app(None, answer)
             return
-        status, location, cache_control = answer  # type: ignore[misc]
+        status, location = answer.status, answer.location  # type: ignore[attr-defined]
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         head = (_STATUS_LINES[status], self._default_header_lines(), b"location: ", location.encode("latin-1"))
-        self.transport.write(b"".join((*head, b"\r\n", _LINES[cache_control], b"" if keep_alive else _CLOSE, b"\r\n")))
+        lines = _LINES[answer.cache_control]  # type: ignore[attr-defined]
+        self.transport.write(b"".join((*head, b"\r\n", lines, b"" if keep_alive else _CLOSE, b"\r\n")))
         self.cycle = _ANSWERED  # type: ignore[assignment]  # a complete cycle, as far as uvicorn looks
         REQUEST_METRICS.observe(ROUTE, _METHODS[method], status, time.perf_counter() - started)
         if not keep_alive:
