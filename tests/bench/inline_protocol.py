@@ -43,7 +43,7 @@ from uvicorn.server import ServerState
 from linkpulse.bench.seed import create_links
 from linkpulse.localstack.stack import Stack, StackInfo
 from linkpulse.redirect.app import create_app
-from linkpulse.redirect.protocol import RedirectProtocol
+from linkpulse.redirect.inline_door import RedirectProtocol
 from linkpulse.redirect.settings import RedirectSettings
 
 LINKS = 200

@@ -23,6 +23,7 @@ from linkpulse.links import LinkRecord
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.cache import LinkCache
 from linkpulse.redirect.clicks import ClickMaker
+from linkpulse.redirect.core import RedirectCore, keep_core
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.web.proxies import TrustedProxies
@@ -66,12 +67,10 @@ async def main(calls: int, rounds: int) -> None:
     cache = LinkCache(1000, 60.0, 1000, 5.0)
     cache.put("bench1", LinkRecord(id=1, code="bench1", url="https://example.com/landing"))
     # The lifespan (servers) is skipped: only the state the cached path reads is set.
-    app.state.update(
-        lookup=LinkLookup(cache, None, None, 60),  # type: ignore[arg-type]
-        publisher=_NoPublisher(),
-        clicks=ClickMaker(TrustedProxies([]), "cf-ipcountry", anonymize=True, tracing=None),
-    )
-    bare = app.asgi_handler
+    clicks = ClickMaker(TrustedProxies([]), "cf-ipcountry", anonymize=True, tracing=None)
+    lookup = LinkLookup(cache, None, None, 60)  # type: ignore[arg-type]
+    keep_core(app, RedirectCore(lookup, None, _NoPublisher(), clicks, None))  # type: ignore[arg-type]
+    bare = app.asgi_handler.app  # the Litestar door: behind the ASGI door, which would answer this cached link
     measured = RequestMetricsMiddleware(bare, RequestMetrics())  # a private collector: the process's stays clean
     for handler in (bare, measured):  # warm up routing caches and the series dict
         await _run(app, handler, 2000)

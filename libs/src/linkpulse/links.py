@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -11,6 +11,7 @@ from linkpulse.validation import stored_target_problem
 __all__ = [
     "REDIRECT_TYPES",
     "LinkRecord",
+    "RedirectType",
     "decode_record",
     "encode_record",
     "record_problem",
@@ -18,7 +19,10 @@ __all__ = [
     "status_of",
 ]
 
-REDIRECT_TYPES = (301, 302, 307, 308)
+RedirectType = Literal[301, 302, 307, 308]
+"""A redirect status a link may answer with (the API's type of `redirect_type`)."""
+REDIRECT_TYPES: tuple[int, ...] = get_args(RedirectType)
+"""The same statuses as values: what a stored record's `redirect_type` must be."""
 
 
 class LinkRecord(msgspec.Struct, frozen=True, kw_only=True, array_like=True):

@@ -9,7 +9,7 @@ from litestar.testing import AsyncTestClient
 from tests.conftest import MakeLink
 from tests.integration.redirect.test_redirect import published_clicks
 
-from linkpulse.redirect.fastpath import FastRedirect
+from linkpulse.redirect.asgi_door import AsgiDoor
 from linkpulse.web.request_metrics import REQUEST_METRICS, RequestMetricsMiddleware
 
 VISITOR = {
@@ -40,7 +40,7 @@ async def fast(redirect_client: AsyncTestClient[Any]) -> CountingApp:
     app = redirect_client.app
     assert isinstance(app.asgi_handler, RequestMetricsMiddleware)
     fast_path = app.asgi_handler.app
-    assert isinstance(fast_path, FastRedirect)
+    assert isinstance(fast_path, AsgiDoor)
     counting = CountingApp(fast_path.app)
     fast_path.app = counting
     return counting

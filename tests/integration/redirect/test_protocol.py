@@ -23,8 +23,8 @@ from tests.integration.redirect.test_redirect import published_clicks
 
 from linkpulse.localstack.process import free_port
 from linkpulse.redirect.app import create_app
-from linkpulse.redirect.fastpath import FastRedirect
-from linkpulse.redirect.protocol import RedirectProtocol
+from linkpulse.redirect.asgi_door import AsgiDoor
+from linkpulse.redirect.inline_door import RedirectProtocol
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.web.request_metrics import RequestMetricsMiddleware
 
@@ -91,7 +91,7 @@ async def _serving(redirect_env: dict[str, str], **config: Any) -> AsyncIterator
     async def count_startup(app: Litestar) -> None:
         # Runs after the fast path and the metrics are installed: count what gets past both.
         metrics = app.asgi_handler
-        assert isinstance(metrics, RequestMetricsMiddleware) and isinstance(metrics.app, FastRedirect)
+        assert isinstance(metrics, RequestMetricsMiddleware) and isinstance(metrics.app, AsgiDoor)
         behind = metrics.app.app
 
         async def counting(scope: Any, receive: Any, send: Any) -> None:

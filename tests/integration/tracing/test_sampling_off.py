@@ -17,7 +17,7 @@ from tests.conftest import MakeLink
 from tests.integration.tracing.conftest import RunApp, traced
 
 from linkpulse.events import decode_click_batch
-from linkpulse.redirect.fastpath import FastRedirect
+from linkpulse.redirect.asgi_door import AsgiDoor
 from linkpulse.telemetry import LinkedRootSampler, Tracing
 
 BURST = 50
@@ -128,7 +128,7 @@ async def test_the_fast_path_answers_every_request_sampling_leaves_untraced(
     async with run_redirect(tracing) as client:
         # What gets past the fast path (into Litestar's route, where the tracing gate sits) is counted.
         fast = client.app.asgi_handler.app
-        assert isinstance(fast, FastRedirect)
+        assert isinstance(fast, AsgiDoor)
         behind, reached = fast.app, []
 
         async def counting(scope: Any, receive: Any, send: Any) -> None:

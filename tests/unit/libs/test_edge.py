@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from linkpulse.admin.settings import AdminSettings
-from linkpulse.redirect.protocol import RedirectProtocol
+from linkpulse.redirect.inline_door import RedirectProtocol
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.settings import HttpSettings, SettingsError
 from linkpulse.web.edge import EdgeProtocol

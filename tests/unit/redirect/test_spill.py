@@ -119,7 +119,7 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
 
 async def test_without_a_connection_clicks_wait_then_spill_then_replay_once_connected(tmp_path: Path) -> None:
     js = FakeJetStream()
-    publisher = ClickPublisher(None, settings(give_up_after=0.3), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(give_up_after=0.3), SHARDS, SpillFile(tmp_path))
     publisher.start()
     events = [click(f"c{i}") for i in range(50)]
     for event in events:
@@ -137,7 +137,7 @@ async def test_without_a_connection_clicks_wait_then_spill_then_replay_once_conn
 async def test_outbound_buffer_full_spills_at_once(tmp_path: Path) -> None:
     js = FakeJetStream()
     js.mode = "buffer_full"
-    publisher = ClickPublisher(None, settings(give_up_after=30), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(give_up_after=30), SHARDS, SpillFile(tmp_path))
     publisher.attach(FakeClient(js))  # type: ignore[arg-type]
     publisher.start()
     publisher.submit(click())
@@ -155,7 +155,7 @@ async def test_outbound_buffer_full_spills_at_once(tmp_path: Path) -> None:
 async def test_failed_publishes_retry_with_the_same_id_then_spill_and_replay_with_it(tmp_path: Path) -> None:
     js = FakeJetStream()
     js.mode = "timeout"
-    publisher = ClickPublisher(None, settings(give_up_after=0.6), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(give_up_after=0.6), SHARDS, SpillFile(tmp_path))
     publisher.attach(FakeClient(js))  # type: ignore[arg-type]
     publisher.start()
     event = click()
@@ -176,7 +176,7 @@ async def test_failed_publishes_retry_with_the_same_id_then_spill_and_replay_wit
 
 
 async def test_a_full_queue_spills_from_the_request_path(tmp_path: Path) -> None:
-    publisher = ClickPublisher(None, settings(queue_max=10, give_up_after=60), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(queue_max=10, give_up_after=60), SHARDS, SpillFile(tmp_path))
     publisher.start()
     for i in range(25):
         publisher.submit(click(f"q{i}"))
@@ -186,7 +186,7 @@ async def test_a_full_queue_spills_from_the_request_path(tmp_path: Path) -> None
 
 
 async def test_close_without_nats_spills_everything_and_the_next_start_publishes_it(tmp_path: Path) -> None:
-    publisher = ClickPublisher(None, settings(give_up_after=60, drain_timeout=0.5), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(give_up_after=60, drain_timeout=0.5), SHARDS, SpillFile(tmp_path))
     publisher.start()
     events = [click(f"d{i}") for i in range(40)]
     for event in events:
@@ -196,7 +196,7 @@ async def test_close_without_nats_spills_everything_and_the_next_start_publishes
     assert time.monotonic() - started < 1.5  # bounded by the drain timeout
     assert SpillFile(tmp_path).size_bytes() > 0
     js = FakeJetStream()
-    nxt = ClickPublisher(None, settings(), SHARDS, SpillFile(tmp_path))
+    nxt = ClickPublisher(settings(), SHARDS, SpillFile(tmp_path))
     nxt.attach(FakeClient(js))  # type: ignore[arg-type]
     nxt.start()
     await until(lambda: SpillFile(tmp_path).size_bytes() == 0)
@@ -206,7 +206,7 @@ async def test_close_without_nats_spills_everything_and_the_next_start_publishes
 
 async def test_close_drains_the_queue_into_nats(tmp_path: Path) -> None:
     js = FakeJetStream()
-    publisher = ClickPublisher(None, settings(linger=5.0), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(linger=5.0), SHARDS, SpillFile(tmp_path))
     publisher.attach(FakeClient(js))  # type: ignore[arg-type]
     publisher.start()
     events = [click(f"e{i}") for i in range(30)]
@@ -226,7 +226,7 @@ async def test_replay_runs_beside_live_publishing(tmp_path: Path) -> None:
     spill.close()
     js = FakeJetStream()
     js.delay = 0.002  # each ack takes a little while: replaying 2000 envelopes one by one would take 4 s
-    publisher = ClickPublisher(None, settings(replay_concurrency=64), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(replay_concurrency=64), SHARDS, SpillFile(tmp_path))
     publisher.attach(FakeClient(js))  # type: ignore[arg-type]
     publisher.start()
     await asyncio.sleep(0.05)
@@ -242,7 +242,7 @@ async def test_replay_runs_beside_live_publishing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("connected", [True, False])
 async def test_connected_follows_the_client(tmp_path: Path, connected: bool) -> None:
-    publisher = ClickPublisher(None, settings(), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(), SHARDS, SpillFile(tmp_path))
     assert not publisher.connected
     publisher.attach(FakeClient(FakeJetStream(), connected))  # type: ignore[arg-type]
     assert publisher.connected is connected
@@ -250,7 +250,7 @@ async def test_connected_follows_the_client(tmp_path: Path, connected: bool) -> 
 
 async def test_clicks_spilled_while_connected_are_replayed_without_a_reconnect(tmp_path: Path) -> None:
     js = FakeJetStream()
-    publisher = ClickPublisher(None, settings(queue_max=5), SHARDS, SpillFile(tmp_path))
+    publisher = ClickPublisher(settings(queue_max=5), SHARDS, SpillFile(tmp_path))
     publisher.attach(FakeClient(js))  # type: ignore[arg-type]
     publisher.start()
     await asyncio.sleep(0.05)  # the replay asked for at start has run: nothing left to ask for one

@@ -7,7 +7,7 @@ context) even when the sampler then drops the span. The gate does the sampler's 
 - what is not traced bypasses the middleware: no span object, no context, no attributes; Redis and
   asyncpg instrumentation is suppressed for it too, so a cache miss makes no orphan client spans.
 
-A front door before the gate (the redirect's fast path) may draw first, with `sampling_decision`, and leave
+A front door before the gate (the redirect's inline and ASGI doors) may draw first, with `sampling_decision`, and leave
 its draw in the scope under `SAMPLING_KEY`: the gate then takes it as it is, so a request is drawn once.
 
 A request the gate drew is marked (`chosen_by_gate`) so that `linkpulse.telemetry.LinkedRootSampler` keeps

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -16,16 +13,16 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from linkpulse.db.link_records import SELECT_BY_IDS, link_record
 from linkpulse.events import DecodeError, decode_link_changed
 from linkpulse.links import LinkRecord, encode_record, redis_key
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
 
-__all__ = ["OutboxRelay", "RecordWriter", "epoch_ms", "link_record"]
+__all__ = ["OutboxRelay", "RecordWriter"]
 
 log = structlog.get_logger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The request that wrote an event publishes it within about a second (Redis timeout + publish
 # timeout); the relay leaves younger rows to it rather than publish them twice.
 MIN_AGE = 2.0
@@ -54,28 +51,6 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 return 1
 """
-_RECORD_COLUMNS = "id, code, url, redirect_type, active, deleted_at, expires_at, max_clicks, forward_query, version"
-
-
-def epoch_ms(ts: datetime) -> int:
-    """Epoch milliseconds; integer arithmetic, as a float timestamp can land one millisecond short."""
-    return (ts - _EPOCH) // timedelta(milliseconds=1)
-
-
-def link_record(row: Mapping[str, Any]) -> LinkRecord:
-    """The cached form of a `links` row, as redirect pods read it."""
-    return LinkRecord(
-        id=row["id"],
-        code=row["code"],
-        url=row["url"],
-        redirect_type=row["redirect_type"],
-        active=row["active"],
-        deleted=row.get("deleted_at") is not None,
-        expires_at=epoch_ms(row["expires_at"]) if row["expires_at"] is not None else None,
-        max_clicks=row["max_clicks"],
-        forward_query=row["forward_query"],
-        version=row["version"],
-    )
 
 
 def _traceparent(payload: bytes) -> str:
@@ -205,7 +180,7 @@ class OutboxRelay:
 
         Redis goes first: a pod that evicts on the event must find the current record there.
         """
-        rows = await conn.fetch(f"SELECT {_RECORD_COLUMNS} FROM links WHERE id = ANY($1::bigint[])", list(link_ids))
+        rows = await conn.fetch(SELECT_BY_IDS, list(link_ids))
         cached = set()
         for row in rows:
             if not await self._write_record(link_record(row)):

@@ -6,7 +6,7 @@ import os
 import sys
 
 from linkpulse.logs import configure_logging
-from linkpulse.redirect.protocol import RedirectProtocol
+from linkpulse.redirect.inline_door import RedirectProtocol
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.telemetry import check_tracing_env
 from linkpulse.web.server import serve

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import structlog
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from opentelemetry.trace import Span, SpanKind, Tracer
 from prometheus_client import Counter
 
 from linkpulse.events import DecodeError, decode_link_changed
-from linkpulse.messaging.streams import LINKS_STREAM, LINKS_SUBJECTS
+from linkpulse.messaging.links_feed import LinksFeed, follow_links
+from linkpulse.messaging.streams import LINKS_SUBJECTS
 from linkpulse.messaging.tracing import context_from, header_traceparent, messaging_attributes
+from linkpulse.messaging.types import JetStreamContext, Msg
 from linkpulse.redirect.cache import LinkCache
 from linkpulse.redirect.known_codes import KnownCodes
 
@@ -31,18 +30,12 @@ class CacheInvalidator:
         self._cache = cache
         self._known = known
         self._tracer = tracer
-        self._sub: JetStreamContext.PushSubscription | None = None
+        self._sub: LinksFeed | None = None
 
     async def start(self) -> None:
-        # Ordered consumers detect gaps and recreate themselves; a gap can hide a change, so the
-        # reconnect hook below also drops the whole cache.
-        self._sub = await self._js.subscribe(
-            LINKS_SUBJECTS,
-            stream=LINKS_STREAM,
-            deliver_policy=DeliverPolicy.NEW,
-            ordered_consumer=True,
-            cb=self._on_msg,
-        )
+        """Follow LINKS from now on; raises what nats-py raises (LINKS missing, NATS gone)."""
+        # A gap can hide a change, so the NATS link's reconnect hook also drops the whole cache (`drop_all`).
+        self._sub = await follow_links(self._js, self._on_msg)
 
     async def stop(self) -> None:
         if self._sub is not None:

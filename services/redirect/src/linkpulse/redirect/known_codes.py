@@ -33,6 +33,7 @@ import asyncpg
 import structlog
 from rbloom import Bloom
 
+from linkpulse.backoff import Backoff
 from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.db.metrics import OperationTimer
 
@@ -50,7 +51,7 @@ PAGE_ROWS = 50_000
 MIN_CAPACITY = 1_000_000
 """Smallest filter built: 2.4 MB at the default error rate, room for plenty of links created after start."""
 LOAD_RETRY = 5.0
-"""Seconds between load attempts while Postgres is away at start."""
+"""Most seconds between load attempts while Postgres is away at start (the first retry comes within one)."""
 _READ_TIMER = OperationTimer("known_codes_read")
 
 
@@ -137,14 +138,15 @@ class KnownCodes:
                  bytes=bloom.size_in_bits // 8)  # fmt: skip
 
     async def keep_loading(self) -> None:
-        """Load, retrying every LOAD_RETRY seconds while Postgres is away (a task from the app's start)."""
+        """Load, retrying with backoff (LOAD_RETRY apart at most) while Postgres is away (a task from the start)."""
+        backoff = Backoff(1.0, LOAD_RETRY)
         while self._bloom is None:
             try:
                 await self.load()
             except UNAVAILABLE as exc:
-                log.warning("known_codes.load_failed", error=type(exc).__name__, retry_in=LOAD_RETRY,
+                log.warning("known_codes.load_failed", error=type(exc).__name__, retry_within=backoff.ceiling,
                             unloaded_budget=self._budget.rate)  # fmt: skip
-                await asyncio.sleep(LOAD_RETRY)
+                await backoff.wait()
 
     async def close(self) -> None:
         """Cancel a waiting catch-up or a rebuild (shutdown)."""

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from linkpulse.db.errors import UNAVAILABLE
+from linkpulse.db.link_records import SELECT_BY_CODE, link_record
 from linkpulse.db.metrics import OperationTimer
 from linkpulse.links import LinkRecord, decode_record, encode_record, record_problem, redis_key
 from linkpulse.redirect.cache import MISS, LinkCache
@@ -83,13 +84,6 @@ _LOGGED_URL = 200
 # After a Redis failure, skip it this long: a dead Redis must not add its timeout to every miss.
 REDIS_BACKOFF = 2.0
 
-_SELECT = """
-SELECT id, code, url, redirect_type, active, deleted_at IS NOT NULL AS deleted,
-       (extract(epoch FROM expires_at) * 1000)::bigint AS expires_at,
-       max_clicks, forward_query, version
-FROM links WHERE code = $1
-"""
-
 
 class LookupUnavailable(RuntimeError):
     """Neither Redis nor Postgres could answer a cache miss."""
@@ -115,18 +109,9 @@ class LinkLookup:
         self._redis_down_until = 0.0
         self._inflight: dict[str, asyncio.Future[LinkRecord | None]] = {}
 
-    def cached(self, code: str) -> LinkRecord | None:
-        """The record when the process cache holds it, else None: no I/O, no await, and not counted.
-
-        A fast path may look and then decline (a gone or limited link), after which `get` looks and counts
-        again; so the fast path counts with `count_local_hit` only the lookups it answers.
-        """
-        record = self.cache.get(code)
-        return record if isinstance(record, LinkRecord) else None
-
     @staticmethod
     def count_local_hit() -> None:
-        """Count a lookup answered from the process cache outside `get` (the fast path's answers)."""
+        """Count a lookup answered from the process cache outside `get` (a door that read `cache` itself)."""
         LOOKUPS.local += 1
 
     async def get(self, code: str) -> LinkRecord | None:
@@ -135,6 +120,13 @@ class LinkLookup:
         if cached is not MISS:
             LOOKUPS.local += 1
             return cached  # type: ignore[return-value]
+        return await self.fetch(code)
+
+    async def fetch(self, code: str) -> LinkRecord | None:
+        """`get` for a code the process cache was just found not to hold: the tiers below it, never the cache.
+
+        Concurrent fetches of one code share one read. Raises LookupUnavailable when no tier answers.
+        """
         pending = self._inflight.get(code)
         if pending is not None:
             record = await asyncio.shield(pending)
@@ -172,11 +164,11 @@ class LinkLookup:
                 return None
         try:
             with _DB_TIMER.time():
-                row = await self._pool.fetchrow(_SELECT, code)
+                row = await self._pool.fetchrow(SELECT_BY_CODE, code)
         except UNAVAILABLE as exc:
             raise LookupUnavailable(f"postgres: {type(exc).__name__}") from exc
         LOOKUPS.db += 1
-        record = self._checked(LinkRecord(**dict(row)), code, "postgres") if row is not None else None
+        record = self._checked(link_record(row), code, "postgres") if row is not None else None
         self._remember(code, record, generation)
         if record is not None:
             await self._fill_redis(record)

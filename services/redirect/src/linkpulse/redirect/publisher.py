@@ -21,17 +21,16 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 
 import structlog
-from nats.aio.client import Client
-from nats.errors import OutboundBufferLimitError
-from nats.js import JetStreamContext
 from opentelemetry.trace import StatusCode
 from prometheus_client import Counter, Gauge
 
+from linkpulse.backoff import Backoff
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id, shard_for
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import click_subject
 from linkpulse.messaging.tracing import traceparent_of
+from linkpulse.messaging.types import Client, JetStreamContext, OutboundBufferLimitError
 from linkpulse.redirect.settings import PublisherSettings
 from linkpulse.redirect.spill import SpillFile
 from linkpulse.redirect.tracing import ClickTracing
@@ -48,11 +47,15 @@ SPILLED = Counter("linkpulse_publisher_spilled_events", "Clicks written to the s
 REPLAYED = Counter("linkpulse_publisher_replayed_events", "Spilled clicks published from the spill file")
 ERRORS = Counter("linkpulse_publisher_errors", "Publish attempts that failed (and were retried or spilled)")
 
-# Retry pause after a failed publish: long enough not to spin while NATS restarts.
+# Pauses after a failed publish (the first at most this, then doubling up to RETRY_CAP, jittered): long
+# enough not to spin while NATS restarts.
 RETRY_PAUSE = 0.25
+RETRY_CAP = 1.0
 # How often a waiting loop looks at the connection state (nats-py's callbacks are not needed for it).
 POLL = 0.05
-# Replay retry when NATS went away again mid-replay (a reconnect also triggers one).
+# Replay retry when NATS went away again mid-replay (a reconnect also triggers one): within a second of
+# the first failure, doubling while it keeps failing, never more than REPLAY_RETRY apart.
+REPLAY_RETRY_FIRST = 1.0
 REPLAY_RETRY = 5.0
 # Seconds between looks at the spill folder while connected (anything there is replayed).
 REPLAY_CHECK = 2.0
@@ -67,21 +70,14 @@ CLOSE_RECONNECT_WAIT = 2.0
 class ClickPublisher:
     """Takes clicks without blocking the request and gets each one into JetStream (or the spill file).
 
-    The NATS connection may come later (`attach`): until then clicks queue and spill as in an outage.
+    The NATS connection comes later (`attach`): until then clicks queue and spill as in an outage.
     """
 
     def __init__(
-        self,
-        js: JetStreamContext | None,
-        settings: PublisherSettings,
-        shards: int,
-        spill: SpillFile,
-        *,
-        nc: Client | None = None,
-        tracing: ClickTracing | None = None,
+        self, settings: PublisherSettings, shards: int, spill: SpillFile, *, tracing: ClickTracing | None = None
     ) -> None:
-        self._js = js
-        self._nc = nc
+        self._js: JetStreamContext | None = None
+        self._nc: Client | None = None
         self._tracing = tracing
         self._settings = settings
         self._shards = shards
@@ -93,6 +89,7 @@ class ClickPublisher:
         self._stopping = asyncio.Event()
         self._replay_wanted = asyncio.Event()
         self._replay_retry: asyncio.TimerHandle | None = None
+        self._replay_backoff = Backoff(REPLAY_RETRY_FIRST, REPLAY_RETRY)
         self._spill_dirty = False
         self._spill_log: dict[str, int] = {}
         self._spill_logged_at = -SPILL_LOG_EVERY
@@ -232,6 +229,7 @@ class ClickPublisher:
         payload = encode(envelope)
         subject = click_subject(shard)
         give_up = time.monotonic() + self._settings.give_up_after
+        backoff = Backoff(RETRY_PAUSE, RETRY_CAP)
         while True:
             if self._drain_deadline is not None:
                 give_up = min(give_up, self._drain_deadline)
@@ -259,9 +257,10 @@ class ClickPublisher:
             except Exception as exc:  # nats-py raises many error types; all mean "not stored yet"
                 ERRORS.inc()
                 log.debug("publisher.retry", error=type(exc).__name__)
-                if time.monotonic() + RETRY_PAUSE >= give_up:
+                pause = backoff.next_delay()
+                if time.monotonic() + pause >= give_up:
                     return False
-                await asyncio.sleep(RETRY_PAUSE)
+                await asyncio.sleep(pause)
 
     async def _wait_connected(self, timeout: float) -> None:
         """Return when connected, closing (outside a drain), or after `timeout` seconds."""
@@ -355,6 +354,7 @@ class ClickPublisher:
                 replayed += count
                 REPLAYED.inc(count)
                 SPILL_BYTES.set(self._spill.size_bytes())
+        self._replay_backoff.reset()
         if replayed:
             log.info("spill.replayed", events=replayed)
         return replayed
@@ -390,4 +390,4 @@ class ClickPublisher:
             self._replay_retry = None
             self._replay_wanted.set()
 
-        self._replay_retry = asyncio.get_running_loop().call_later(REPLAY_RETRY, retry)
+        self._replay_retry = asyncio.get_running_loop().call_later(self._replay_backoff.next_delay(), retry)

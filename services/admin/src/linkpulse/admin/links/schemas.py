@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from linkpulse.links import RedirectType
 from linkpulse.validation import InvalidInput
 
 __all__ = [
@@ -32,7 +33,6 @@ MAX_TITLE_CHARS = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-RedirectType = Literal[301, 302, 307, 308]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TAG_CHARS, description="A label to filter by.")]
 Url = Annotated[str, msgspec.Meta(description="Target, http or https, at most 2048 bytes.")]
 Expiry = Annotated[datetime, msgspec.Meta(tz=True, description="After this, answered 410.")]

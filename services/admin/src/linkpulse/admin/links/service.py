@@ -15,9 +15,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from linkpulse.admin.links.schemas import Cursor, Link, LinkCreate, LinkPage, LinkUpdate, encode_cursor
-from linkpulse.admin.outbox import RecordWriter, epoch_ms, link_record
+from linkpulse.admin.outbox import RecordWriter
 from linkpulse.admin.settings import AdminOptions
 from linkpulse.db.errors import UNAVAILABLE
+from linkpulse.db.link_records import epoch_ms, link_record
 from linkpulse.events import LinkChanged, encode
 from linkpulse.ids import new_code, new_event_id
 from linkpulse.links import LinkRecord

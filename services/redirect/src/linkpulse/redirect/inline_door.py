@@ -1,19 +1,28 @@
-"""uvicorn's httptools protocol with the hot path inside: a cached redirect answered from the parser callback.
+"""The inline door, and the hot path: uvicorn's httptools protocol answering hot redirects from the parser callback.
 
-Under uvicorn each request costs, before any of our code runs, a scope dict, a request/response cycle
-with an `asyncio.Event`, a Task running the ASGI coroutine, and two `send` messages turned back into
-bytes. For a cached live link none of that is needed: the answer is a few header lines, known the
-moment the request's headers are parsed. So this protocol asks `HotRedirects` in
-`on_headers_complete` and, when it answers, writes the response at once, with no task and no ASGI
-round trip (measured side by side with `linkpulse bench redirect`: docs/performance.md).
-Everything it declines, and every request while another is in progress on the connection
-(pipelining), takes uvicorn's normal path into the Litestar app, unchanged; only that path builds
-uvicorn's scope (3-4% more redirects a second in three alternating pairs of the bench).
+It takes every request uvicorn parses, and answers inline a GET or HEAD of a code the process cache holds,
+live and without a click limit (`RedirectCore.answer`, deciding with `decision.decide`). Under uvicorn each
+request costs, before any of our code runs, a scope dict, a request/response cycle with an `asyncio.Event`,
+a Task running the ASGI coroutine, and two `send` messages turned back into bytes. For a hot redirect none
+of that is needed: the answer is a few header lines, known the moment the request's headers are parsed. So
+this protocol asks the core in `on_headers_complete` and, when it answers, writes the response at once,
+with no task and no ASGI round trip (measured side by side with `linkpulse bench redirect`:
+docs/performance.md).
+
+Everything else takes uvicorn's normal path into the app, unchanged but for the scope, which only that path
+builds (3-4% more redirects a second in three alternating pairs of the bench): a request this door looked
+up and declined carries what the cache held under `core.FOUND_KEY`, so the ASGI door passes it on and the
+Litestar door does not look it up again; one it handed on without looking (another method, an
+`Expect: 100-continue`, a request pipelined behind one in progress, a percent-encoded path) is the ASGI
+door's to try.
 
 It is a subclass of the edge's protocol (`linkpulse.web.edge`: head limits, header timeout, connection
 bound), itself uvicorn's own (pinned in pyproject.toml), handed to uvicorn as `Config(http=...)`; what it
 relies on of uvicorn's internals is exercised by the tests in `tests/integration/redirect/test_protocol.py`
-and `tests/integration/libs/test_edge.py` against a real uvicorn server.
+and `tests/integration/libs/test_edge.py` against a real uvicorn server. It finds the core with
+`core_of(self.app)`, so it answers inline only when uvicorn serves the Litestar app itself (as
+`linkpulse.web.server` runs it: no proxy-headers or trace-logging wrapper); otherwise every request takes
+the ASGI door.
 """
 
 from __future__ import annotations
@@ -25,16 +34,20 @@ from typing import Any
 
 import httptools
 
-from linkpulse.redirect.fastpath import ROUTE, HotRedirects, RawHeaders
-from linkpulse.redirect.routes import CACHE_CONTROL
+from linkpulse.links import REDIRECT_TYPES
+from linkpulse.redirect.core import FOUND_KEY, NOT_LOOKED, ROUTE, RedirectCore, core_of
+from linkpulse.redirect.decision import CACHE_CONTROL, LIMITED_HEAD_CACHE_CONTROL, Redirect
 from linkpulse.web.edge import EdgeProtocol
 from linkpulse.web.request_metrics import REQUEST_METRICS
 from linkpulse.web.server_spans import SAMPLING_KEY
 
 __all__ = ["RedirectProtocol"]
 
-_STATUS_LINES = {s: f"HTTP/1.1 {s} {http.HTTPStatus(s).phrase}\r\n".encode() for s in (301, 302, 307, 308)}
-_FIXED = b"cache-control: " + CACHE_CONTROL.encode() + b"\r\ncontent-length: 0\r\n"
+_STATUS_LINES = {s: f"HTTP/1.1 {s} {http.HTTPStatus(s).phrase}\r\n".encode() for s in REDIRECT_TYPES}
+_LINES = {
+    value: b"cache-control: " + value.encode() + b"\r\ncontent-length: 0\r\n"
+    for value in (CACHE_CONTROL, LIMITED_HEAD_CACHE_CONTROL)
+}
 _CLOSE = b"connection: close\r\n"
 _METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
@@ -62,7 +75,8 @@ class RedirectProtocol(EdgeProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.hot: HotRedirects | None = _hot_redirects(self.app)
+        self.core: RedirectCore | None = core_of(self.app)
+        """The core answering inline; None when uvicorn serves something else than the Litestar app itself."""
         self._date_source: object = None
         self._date_lines = b""
         self._answered_at: float | None = None
@@ -72,7 +86,7 @@ class RedirectProtocol(EdgeProtocol):
     def on_message_begin(self) -> None:
         # What uvicorn's own does, but for the scope (a dict of nine and a copy of the app's state): only
         # a request that goes on to the app needs one, and `_to_app` builds it then.
-        if self.hot is None:
+        if self.core is None:
             super().on_message_begin()
             return
         self.url = b""
@@ -80,9 +94,12 @@ class RedirectProtocol(EdgeProtocol):
         self.headers = []
         self._answered_at = None  # a request in progress is never idle, however long it takes
 
-    def _to_app(self, sampling: object = _NOT_DRAWN) -> None:
-        """Hand the request to uvicorn's normal path (the ASGI app), with the scope it would have built."""
-        if self.hot is not None:
+    def _to_app(self, sampling: object = _NOT_DRAWN, found: object = _NOT_DRAWN) -> None:
+        """Hand the request to uvicorn's normal path (the ASGI app), with the scope it would have built.
+
+        `sampling` and `found`, when given, go in the scope under SAMPLING_KEY and FOUND_KEY.
+        """
+        if self.core is not None:
             url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
             super().on_message_begin()
             self.url, self.expect_100_continue = url, expect_100_continue
@@ -90,13 +107,15 @@ class RedirectProtocol(EdgeProtocol):
         if sampling is not _NOT_DRAWN:
             # Drawn once here and left for the tracing gate: a request drawn for tracing takes Litestar's route.
             self.scope[SAMPLING_KEY] = sampling  # type: ignore[literal-required]
+        if found is not _NOT_DRAWN:
+            self.scope[FOUND_KEY] = found  # type: ignore[literal-required]
         super().on_headers_complete()
 
     def on_headers_complete(self) -> None:
         self._end_head()  # the edge's limits first: a refused head raises, and goes nowhere
-        hot = self.hot
+        core = self.core
         cycle = self.cycle
-        if hot is None or not (cycle is None or cycle.response_complete) or self.expect_100_continue:
+        if core is None or not (cycle is None or cycle.response_complete) or self.expect_100_continue:
             self._to_app()
             return
         parser = self.parser
@@ -105,25 +124,27 @@ class RedirectProtocol(EdgeProtocol):
             self._to_app()
             return
         started = time.perf_counter()
-        sampling = hot.sampling(self.headers)
+        sampling = core.sampling(self.headers)
         if sampling is not None:
-            self._to_app(sampling)
+            self._to_app(sampling, NOT_LOOKED)
             return
         url = httptools.parse_url(self.url)
         raw_path = url.path
         # A percent-encoded path is decoded by uvicorn's path; no code needs it, so leave it to that path.
-        answer = None
-        if b"%" not in raw_path and not self.root_path:
-            client = self.client
-            answer = hot.answer(method == b"GET", raw_path.decode("latin-1"), url.query or b"",
-                                client[0] if client else "", RawHeaders(self.headers).get)  # fmt: skip
-        if answer is None:
+        if b"%" in raw_path or self.root_path:
             self._to_app(None)
             return
-        status, location = answer
+        client = self.client
+        answer = core.answer(method == b"GET", raw_path.decode("latin-1"), url.query or b"",
+                            client[0] if client else "", self.headers)  # fmt: skip
+        if answer.__class__ is not Redirect:
+            self._to_app(None, answer)
+            return
+        status, location = answer.status, answer.location  # type: ignore[attr-defined]
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         head = (_STATUS_LINES[status], self._default_header_lines(), b"location: ", location.encode("latin-1"))
-        self.transport.write(b"".join((*head, b"\r\n", _FIXED, b"" if keep_alive else _CLOSE, b"\r\n")))
+        lines = _LINES[answer.cache_control]  # type: ignore[attr-defined]
+        self.transport.write(b"".join((*head, b"\r\n", lines, b"" if keep_alive else _CLOSE, b"\r\n")))
         self.cycle = _ANSWERED  # type: ignore[assignment]  # a complete cycle, as far as uvicorn looks
         REQUEST_METRICS.observe(ROUTE, _METHODS[method], status, time.perf_counter() - started)
         if not keep_alive:
@@ -175,16 +196,3 @@ class RedirectProtocol(EdgeProtocol):
             self._date_source = source
             self._date_lines = b"".join(name + b": " + value + b"\r\n" for name, value in source)
         return self._date_lines
-
-
-def _hot_redirects(app: Any) -> HotRedirects | None:
-    """The app's `HotRedirects` (set at startup by `fastpath.install`), looking through uvicorn's wrappers."""
-    for _ in range(8):
-        state = getattr(app, "state", None)
-        if state is not None:
-            hot = getattr(state, "hot_redirects", None)
-            return hot if isinstance(hot, HotRedirects) else None
-        app = getattr(app, "app", None)
-        if app is None:
-            return None
-    return None
