@@ -1,21 +1,28 @@
-"""NATS connections: opened retrying until the server is there, reconnecting forever, closed by draining."""
+"""NATS connections: a service's (first connection retried with backoff, reconnecting forever, closed by
+draining) and a tool's one-shot JetStream handle."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeAlias
 
 import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.errors import NoServersError
+from nats.js import JetStreamContext
 
+from linkpulse.backoff import Backoff
 from linkpulse.messaging.permissions import inbox_prefix
 from linkpulse.settings import NatsSettings
 
-__all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "close", "connect"]
+__all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "JetStream", "close", "connect", "jetstream_at"]
+
+JetStream: TypeAlias = JetStreamContext
+"""A connection's JetStream handle (`nc.jetstream()`), as publishers and readers take it."""
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +31,9 @@ log = structlog.get_logger(__name__)
 # A ping a second and three unanswered ones: a dead connection is dropped (and reconnected) in ~4 s.
 PING_INTERVAL = 1
 MAX_OUTSTANDING_PINGS = 3
+# A first connection is retried from `reconnect_wait`, doubling with full jitter up to this: pods (re)started
+# during a NATS outage must not all knock at the same instants once it is back.
+FIRST_CONNECT_CAP = 5.0
 
 
 async def connect(
@@ -37,6 +47,9 @@ async def connect(
     max_outstanding_pings: int = MAX_OUTSTANDING_PINGS,
 ) -> Client:
     """Connect to NATS, retrying the first connection too, so start order does not matter.
+
+    The first connection's retries wait from `settings.reconnect_wait` up to FIRST_CONNECT_CAP (full jitter);
+    once connected, nats-py reconnects every `reconnect_wait`, `max_reconnect_attempts` times.
 
     Credentials come as userinfo of the URL (`nats://redirect:<password>@nats:4222`); replies come to
     `_INBOX.<name>.*`, the only inbox subjects the service's NATS user may read (messaging.permissions).
@@ -65,6 +78,8 @@ async def connect(
             await on_reconnect()
 
     servers = [u.strip() for u in settings.url.split(",") if u.strip()]
+    first = max(settings.reconnect_wait, 0.01)  # Backoff refuses 0, which would be a busy loop anyway
+    backoff = Backoff(first, max(first, FIRST_CONNECT_CAP))
     while True:
         try:
             return await nats.connect(
@@ -84,8 +99,9 @@ async def connect(
             )
         except (NoServersError, OSError, TimeoutError) as exc:
             # nats-py gives up on a first connection at once; services must not care who starts first.
-            log.warning("nats.connect_failed", error=type(exc).__name__, retry_in=settings.reconnect_wait)
-            await asyncio.sleep(settings.reconnect_wait)
+            delay = backoff.next_delay()
+            log.warning("nats.connect_failed", error=type(exc).__name__, retry_in=round(delay, 3))
+            await asyncio.sleep(delay)
 
 
 async def close(nc: Client, timeout: float) -> None:
@@ -108,3 +124,13 @@ async def close(nc: Client, timeout: float) -> None:
     if not nc.is_closed:
         with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
             await asyncio.wait_for(nc.close(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def jetstream_at(nats_url: str) -> AsyncIterator[JetStream]:
+    """JetStream on a short-lived connection for a tool (the bench): fails at once, never reconnects, closed on exit."""
+    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()

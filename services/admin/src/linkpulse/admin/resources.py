@@ -16,7 +16,7 @@ from linkpulse.admin.settings import AdminSettings
 from linkpulse.admin.throttle import AuthThrottle
 from linkpulse.db.metrics import time_queries
 from linkpulse.db.pool import create_pool
-from linkpulse.messaging.connect import connect
+from linkpulse.messaging.connect import close, connect
 from linkpulse.telemetry import Tracing
 from linkpulse.web.proxies import TrustedProxies
 
@@ -26,6 +26,9 @@ _READY_TIMEOUT = 2.0
 _REDIS_TIMEOUT_FLOOR = 1.0
 # A relay pass holds a few publishes at most; past this, shutdown cancels it (its rows stay pending).
 _RELAY_STOP_TIMEOUT = 5.0
+# Once the relay has stopped, only requests' publishes can be in flight (1 s each, a bulk slice's 2 s):
+# they get this long to be acked; what is cut stays pending in the outbox for the next relay pass.
+_NATS_CLOSE_TIMEOUT = 5.0
 
 
 @asynccontextmanager
@@ -87,15 +90,14 @@ async def traced(tracing: Tracing, app: Litestar) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def messaging(settings: AdminSettings, app: Litestar) -> AsyncIterator[None]:
-    """`app.state.nats` and `app.state.js`; drained on shutdown so in-flight publishes finish."""
+    """`app.state.nats` and `app.state.js`; drained on shutdown (bounded) so in-flight publishes finish."""
     nc = await connect(settings.nats, "linkpulse-admin")
     app.state.nats = nc
     app.state.js = nc.jetstream()
     try:
         yield
     finally:
-        if not nc.is_closed:
-            await nc.drain()
+        await close(nc, _NATS_CLOSE_TIMEOUT)
 
 
 @asynccontextmanager
