@@ -19,7 +19,7 @@ from linkpulse.backoff import Backoff
 from linkpulse.messaging.permissions import inbox_prefix
 from linkpulse.settings import NatsSettings
 
-__all__ = ["MAX_OUTSTANDING_PINGS", "PING_INTERVAL", "JetStream", "close", "connect", "jetstream_at"]
+__all__ = ["MAX_OUTSTANDING_PINGS", "PENDING_SIZE", "PING_INTERVAL", "JetStream", "close", "connect", "jetstream_at"]
 
 JetStream: TypeAlias = JetStreamContext
 """A connection's JetStream handle (`nc.jetstream()`), as publishers and readers take it."""
@@ -31,6 +31,8 @@ log = structlog.get_logger(__name__)
 # A ping a second and three unanswered ones: a dead connection is dropped (and reconnected) in ~4 s.
 PING_INTERVAL = 1
 MAX_OUTSTANDING_PINGS = 3
+# Bytes buffered while disconnected before publishes fail (then the redirect's spill file takes them).
+PENDING_SIZE = 8 * 1024 * 1024
 # A first connection is retried from `reconnect_wait`, doubling with full jitter up to this: pods (re)started
 # during a NATS outage must not all knock at the same instants once it is back.
 FIRST_CONNECT_CAP = 5.0
@@ -41,10 +43,6 @@ async def connect(
     name: str,
     *,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
-    on_disconnect: Callable[[], Awaitable[None]] | None = None,
-    pending_size: int = 8 * 1024 * 1024,
-    ping_interval: int = PING_INTERVAL,
-    max_outstanding_pings: int = MAX_OUTSTANDING_PINGS,
 ) -> Client:
     """Connect to NATS, retrying the first connection too, so start order does not matter.
 
@@ -58,10 +56,6 @@ async def connect(
         settings: server URLs and reconnect policy.
         name: client name shown by the server (`linkpulse-redirect`, ...).
         on_reconnect: called after every reconnect; caches use it to drop what they may have missed.
-        on_disconnect: called when the connection drops.
-        pending_size: bytes buffered while disconnected before publishes fail (then the spill file takes them).
-        ping_interval: seconds between client pings.
-        max_outstanding_pings: unanswered pings after which the connection counts as dead and is reconnected.
     """
 
     async def _error(exc: Exception) -> None:
@@ -69,8 +63,6 @@ async def connect(
 
     async def _disconnected() -> None:
         log.warning("nats.disconnected")
-        if on_disconnect is not None:
-            await on_disconnect()
 
     async def _reconnected() -> None:
         log.info("nats.reconnected")
@@ -90,9 +82,9 @@ async def connect(
                 reconnect_time_wait=settings.reconnect_wait,
                 max_reconnect_attempts=settings.max_reconnect_attempts,
                 allow_reconnect=True,
-                pending_size=pending_size,
-                ping_interval=ping_interval,
-                max_outstanding_pings=max_outstanding_pings,
+                pending_size=PENDING_SIZE,
+                ping_interval=PING_INTERVAL,
+                max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                 error_cb=_error,
                 disconnected_cb=_disconnected,
                 reconnected_cb=_reconnected,

@@ -17,6 +17,7 @@ from linkpulse.admin.throttle import AuthThrottle
 from linkpulse.db.metrics import time_queries
 from linkpulse.db.pool import create_pool
 from linkpulse.messaging.connect import close, connect
+from linkpulse.messaging.permissions import CLIENT_NAMES
 from linkpulse.telemetry import Tracing
 from linkpulse.web.proxies import TrustedProxies
 
@@ -91,7 +92,7 @@ async def traced(tracing: Tracing, app: Litestar) -> AsyncIterator[None]:
 @asynccontextmanager
 async def messaging(settings: AdminSettings, app: Litestar) -> AsyncIterator[None]:
     """`app.state.nats` and `app.state.js`; drained on shutdown (bounded) so in-flight publishes finish."""
-    nc = await connect(settings.nats, "linkpulse-admin")
+    nc = await connect(settings.nats, CLIENT_NAMES["admin"])
     app.state.nats = nc
     app.state.js = nc.jetstream()
     try:
