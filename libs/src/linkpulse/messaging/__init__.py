@@ -1,1 +1,2 @@
-"""All nats-py calls live here: connections, stream and consumer definitions, publishing."""
+"""All nats-py calls live here: connections, streams and consumers as data, publishing (LinkChanged too), the
+errors callers catch, read-only inspection for the bench, NATS users' permissions and trace context."""

@@ -1,4 +1,5 @@
-"""Lifespan resources: Postgres pool, Redis client, NATS connection (each on `app.state`), the outbox relay."""
+"""Lifespan resources: Postgres pool, Redis client, auth throttle, NATS connection (each on `app.state`), tracing
+spans, the outbox relay; and the readiness check."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ _READY_TIMEOUT = 2.0
 _REDIS_TIMEOUT_FLOOR = 1.0
 # A relay pass holds a few publishes at most; past this, shutdown cancels it (its rows stay pending).
 _RELAY_STOP_TIMEOUT = 5.0
-# Once the relay has stopped, only requests' publishes can be in flight (1 s each, a bulk slice's 2 s):
-# they get this long to be acked; what is cut stays pending in the outbox for the next relay pass.
-_NATS_CLOSE_TIMEOUT = 5.0
+# By NATS's turn uvicorn has finished the requests and the relay has stopped, so nothing awaits an ack and
+# the drain only flushes; a dead connection costs at most 3x this (see messaging.close), which keeps the
+# whole shutdown inside the chart's terminationGracePeriodSeconds.
+_NATS_CLOSE_TIMEOUT = 2.0
 
 
 @asynccontextmanager
