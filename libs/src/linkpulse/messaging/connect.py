@@ -36,6 +36,10 @@ PENDING_SIZE = 8 * 1024 * 1024
 # A first connection is retried from `reconnect_wait`, doubling with full jitter up to this: pods (re)started
 # during a NATS outage must not all knock at the same instants once it is back.
 FIRST_CONNECT_CAP = 5.0
+# With unlimited reconnects nats-py would retry a first connection itself, forever, every reconnect_wait,
+# in step with every other pod. Bounded so (a second try per server, reconnect_wait later), it gives up
+# and the backoff below decides when to try again; the service's own policy is set once connected.
+_FIRST_CONNECT_RECONNECTS = 1
 
 
 async def connect(
@@ -47,7 +51,7 @@ async def connect(
     """Connect to NATS, retrying the first connection too, so start order does not matter.
 
     The first connection's retries wait from `settings.reconnect_wait` up to FIRST_CONNECT_CAP (full jitter);
-    once connected, nats-py reconnects every `reconnect_wait`, `max_reconnect_attempts` times.
+    once connected, nats-py reconnects every `reconnect_wait`, `settings.max_reconnect_attempts` times.
 
     Credentials come as userinfo of the URL (`nats://redirect:<password>@nats:4222`); replies come to
     `_INBOX.<name>.*`, the only inbox subjects the service's NATS user may read (messaging.permissions).
@@ -74,13 +78,13 @@ async def connect(
     backoff = Backoff(first, max(first, FIRST_CONNECT_CAP))
     while True:
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 servers=servers,
                 name=name,
                 inbox_prefix=inbox_prefix(name),
                 connect_timeout=settings.connect_timeout,
                 reconnect_time_wait=settings.reconnect_wait,
-                max_reconnect_attempts=settings.max_reconnect_attempts,
+                max_reconnect_attempts=_FIRST_CONNECT_RECONNECTS,
                 allow_reconnect=True,
                 pending_size=PENDING_SIZE,
                 ping_interval=PING_INTERVAL,
@@ -90,10 +94,14 @@ async def connect(
                 reconnected_cb=_reconnected,
             )
         except (NoServersError, OSError, TimeoutError) as exc:
-            # nats-py gives up on a first connection at once; services must not care who starts first.
+            # Services must not care who starts first.
             delay = backoff.next_delay()
             log.warning("nats.connect_failed", error=type(exc).__name__, retry_in=round(delay, 3))
             await asyncio.sleep(delay)
+            continue
+        # nats-py reads it at each reconnect: from now on the service's own policy holds.
+        nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
+        return nc
 
 
 async def close(nc: Client, timeout: float) -> None:
