@@ -6,23 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeAlias
 
 import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.errors import NoServersError
-from nats.js import JetStreamContext
 
 from linkpulse.backoff import Backoff
 from linkpulse.messaging.permissions import inbox_prefix
+from linkpulse.messaging.types import JetStreamContext
 from linkpulse.settings import NatsSettings
 
-__all__ = ["MAX_OUTSTANDING_PINGS", "PENDING_SIZE", "PING_INTERVAL", "JetStream", "close", "connect", "jetstream_at"]
-
-JetStream: TypeAlias = JetStreamContext
-"""A connection's JetStream handle (`nc.jetstream()`), as publishers and readers take it."""
+__all__ = ["MAX_OUTSTANDING_PINGS", "PENDING_SIZE", "PING_INTERVAL", "close", "connect", "jetstream_at"]
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +123,7 @@ async def close(nc: Client, timeout: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def jetstream_at(nats_url: str) -> AsyncIterator[JetStream]:
+async def jetstream_at(nats_url: str) -> AsyncIterator[JetStreamContext]:
     """JetStream on a short-lived connection for a tool (the bench): fails at once, never reconnects, closed on exit."""
     nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
     try:

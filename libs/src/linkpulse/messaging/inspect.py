@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from linkpulse.messaging.connect import JetStream
 from linkpulse.messaging.streams import CLICKS_STREAM, CLICKS_SUBJECTS, ingest_durable
+from linkpulse.messaging.types import JetStreamContext
 
 __all__ = ["clicks_after", "clicks_last_seq", "unacked_clicks"]
 
@@ -18,12 +18,12 @@ _FETCH_TIMEOUT = 5.0
 _READER_INACTIVE = 60.0
 
 
-async def clicks_last_seq(js: JetStream) -> int:
+async def clicks_last_seq(js: JetStreamContext) -> int:
     """The last sequence CLICKS holds now."""
     return (await js.stream_info(CLICKS_STREAM)).state.last_seq
 
 
-async def clicks_after(js: JetStream, after_seq: int, *, batch: int) -> AsyncIterator[bytes]:
+async def clicks_after(js: JetStreamContext, after_seq: int, *, batch: int) -> AsyncIterator[bytes]:
     """The payload of each CLICKS message after `after_seq`, up to the last one there now, each read once.
 
     An ephemeral consumer that acks nothing reads them, `batch` a fetch: a fetch far past the client's buffer
@@ -51,7 +51,7 @@ async def clicks_after(js: JetStream, after_seq: int, *, batch: int) -> AsyncIte
         await sub.unsubscribe()
 
 
-async def unacked_clicks(js: JetStream, shards: int) -> int:
+async def unacked_clicks(js: JetStreamContext, shards: int) -> int:
     """Messages the ingest consumers of `shards` shards have not acked: not yet delivered plus delivered and in hand."""
     infos = await asyncio.gather(*(js.consumer_info(CLICKS_STREAM, ingest_durable(s)) for s in range(shards)))
     return sum((i.num_pending or 0) + (i.num_ack_pending or 0) for i in infos)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from nats.js.api import PubAck
 
 from linkpulse.events import DecodeError, LinkChanged, decode_link_changed, encode
-from linkpulse.messaging.connect import JetStream
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import link_subject
+from linkpulse.messaging.types import JetStreamContext
 
 __all__ = ["publish_link_changed", "publish_stored_link_changed"]
 
 
-async def publish_link_changed(js: JetStream, event: LinkChanged, *, timeout: float) -> PubAck:
+async def publish_link_changed(js: JetStreamContext, event: LinkChanged, *, timeout: float) -> PubAck:
     """Publish `event`, carrying its trace context in the `traceparent` header; wait for the ack.
 
     Raises:
@@ -24,7 +24,7 @@ async def publish_link_changed(js: JetStream, event: LinkChanged, *, timeout: fl
 
 
 async def publish_stored_link_changed(
-    js: JetStream, code: str, payload: bytes, event_id: str, *, timeout: float
+    js: JetStreamContext, code: str, payload: bytes, event_id: str, *, timeout: float
 ) -> PubAck:
     """Publish an outbox row's payload byte for byte; its trace context, when it decodes, goes in the header.
 

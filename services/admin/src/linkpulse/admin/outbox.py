@@ -1,4 +1,5 @@
-"""The outbox's after-commit side effects (version-safe Redis write, LinkChanged publish) and its relay."""
+"""The outbox: the version-safe Redis write every change makes after its commit, and the relay that publishes
+the LinkChanged events no request managed to publish."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from redis.exceptions import RedisError
 from linkpulse.backoff import Backoff, wait_or_stop
 from linkpulse.db.link_records import SELECT_BY_IDS, link_record
 from linkpulse.links import LinkRecord, encode_record, redis_key
-from linkpulse.messaging.connect import JetStream
 from linkpulse.messaging.errors import PUBLISH_ERRORS
 from linkpulse.messaging.link_events import publish_stored_link_changed
+from linkpulse.messaging.types import JetStreamContext
 
 __all__ = ["OutboxRelay", "RecordWriter"]
 
@@ -85,7 +86,7 @@ class OutboxRelay:
         self,
         pool: asyncpg.Pool,
         records: RecordWriter,
-        js: JetStream,
+        js: JetStreamContext,
         *,
         interval: float,
         min_age: float = MIN_AGE,

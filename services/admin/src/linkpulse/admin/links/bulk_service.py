@@ -28,8 +28,8 @@ from linkpulse.admin.outbox import RecordWriter
 from linkpulse.admin.settings import AdminOptions
 from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.events import LinkChanged, encode
-from linkpulse.messaging.connect import JetStream
 from linkpulse.messaging.link_events import publish_link_changed
+from linkpulse.messaging.types import JetStreamContext
 
 __all__ = ["BulkCreated", "BulkItem", "LinkBulkService"]
 
@@ -107,7 +107,7 @@ class LinkBulkService:
     """Bulk create and export; handlers call it and never build SQL."""
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, js: JetStream, *, options: AdminOptions, redis_ttl: int
+        self, pool: asyncpg.Pool, redis: Redis, js: JetStreamContext, *, options: AdminOptions, redis_ttl: int
     ) -> None:
         """Bind the service to the app's resources (see LinkService for each one's role)."""
         self._pool = pool

@@ -20,10 +20,10 @@ from linkpulse.db.link_records import epoch_ms, link_record
 from linkpulse.events import LinkChanged, encode
 from linkpulse.ids import new_code, new_event_id
 from linkpulse.links import LinkRecord
-from linkpulse.messaging.connect import JetStream
 from linkpulse.messaging.errors import PUBLISH_ERRORS
 from linkpulse.messaging.link_events import publish_link_changed
 from linkpulse.messaging.tracing import current_traceparent
+from linkpulse.messaging.types import JetStreamContext
 from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry
 
 __all__ = [
@@ -66,7 +66,7 @@ class LinkService:
         self,
         pool: asyncpg.Pool,
         redis: Redis,
-        js: JetStream,
+        js: JetStreamContext,
         *,
         options: AdminOptions,
         redis_ttl: int,
