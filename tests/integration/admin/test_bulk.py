@@ -187,7 +187,7 @@ async def test_a_failed_publish_leaves_the_links_stored_and_their_events_pending
     async def unreachable(*_: Any, **__: Any) -> None:
         raise TimeoutError
 
-    monkeypatch.setattr(bulk_service, "publish_with_id", unreachable)
+    monkeypatch.setattr(bulk_service, "publish_link_changed", unreachable)
     # The relay makes its first pass at startup and no other during this test.
     quiet = msgspec.structs.replace(
         admin_settings, admin=msgspec.structs.replace(admin_settings.admin, relay_interval=3600)

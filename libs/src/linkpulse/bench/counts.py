@@ -7,11 +7,10 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
-import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from linkpulse.events import DecodeError, decode_click_batch
-from linkpulse.messaging.streams import CLICKS_STREAM, CLICKS_SUBJECTS, ingest_durable
+from linkpulse.messaging.connect import jetstream_at
+from linkpulse.messaging.inspect import clicks_after, clicks_last_seq, unacked_clicks
 
 __all__ = [
     "Published",
@@ -49,11 +48,8 @@ class Stored:
 
 async def stream_last_seq(nats_url: str) -> int:
     """The last sequence of CLICKS now: a run counts only what comes after it (the stack may be shared)."""
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    try:
-        return (await nc.jetstream().stream_info(CLICKS_STREAM)).state.last_seq
-    finally:
-        await nc.close()
+    async with jetstream_at(nats_url) as js:
+        return await clicks_last_seq(js)
 
 
 async def settled_last_seq(nats_url: str, quiet: float = 0.5, timeout: float = 30.0) -> int:
@@ -61,20 +57,16 @@ async def settled_last_seq(nats_url: str, quiet: float = 0.5, timeout: float = 3
 
     The redirect's queue is in its own processes; the stream is the only place that shows it has emptied.
     """
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    try:
-        js = nc.jetstream()
+    async with jetstream_at(nats_url) as js:
         deadline = time.monotonic() + timeout
-        last = (await js.stream_info(CLICKS_STREAM)).state.last_seq
+        last = await clicks_last_seq(js)
         while time.monotonic() < deadline:
             await asyncio.sleep(quiet)  # polling with a deadline: nothing announces "no more publishes"
-            now = (await js.stream_info(CLICKS_STREAM)).state.last_seq
+            now = await clicks_last_seq(js)
             if now == last:
                 break
             last = now
         return last
-    finally:
-        await nc.close()
 
 
 async def published_events(nats_url: str, after_seq: int = 0, *, batch: int = 100) -> Published:
@@ -86,36 +78,18 @@ async def published_events(nats_url: str, after_seq: int = 0, *, batch: int = 10
     Every answered GET redirect publishes exactly one event, so `distinct` is the server's own count of
     redirects answered: the load tool's count misses the requests in flight when it stopped.
     """
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    try:
-        js = nc.jetstream()
-        total = (await js.stream_info(CLICKS_STREAM)).state.last_seq - after_seq
-        config = ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=after_seq + 1,
-            inactive_threshold=60.0,
-        )
-        sub = await js.pull_subscribe(CLICKS_SUBJECTS, stream=CLICKS_STREAM, config=config)
-        ids: set[str] = set()
-        messages = events = 0
-        while messages < total:
+    ids: set[str] = set()
+    messages = events = 0
+    async with jetstream_at(nats_url) as js:
+        async for data in clicks_after(js, after_seq, batch=batch):
+            messages += 1
             try:
-                msgs = await sub.fetch(batch, timeout=5)
-            except TimeoutError:
-                break  # nothing more arrives: the count says what was there
-            for msg in msgs:
-                messages += 1
-                try:
-                    envelope = decode_click_batch(msg.data)
-                except DecodeError:
-                    continue  # not an envelope: ingest dead-letters it, and so it is no click
-                events += len(envelope.events)
-                ids.update(event.id for event in envelope.events)
-        await sub.unsubscribe()
-        return Published(messages=messages, events=events, distinct=len(ids))
-    finally:
-        await nc.close()
+                envelope = decode_click_batch(data)
+            except DecodeError:
+                continue  # not an envelope: ingest dead-letters it, and so it is no click
+            events += len(envelope.events)
+            ids.update(event.id for event in envelope.events)
+    return Published(messages=messages, events=events, distinct=len(ids))
 
 
 async def stored_events(database_url: str, link_ids: list[int]) -> Stored:
@@ -137,13 +111,8 @@ async def stored_events(database_url: str, link_ids: list[int]) -> Stored:
 
 async def ingest_backlog(nats_url: str, shards: int) -> int:
     """Messages the ingest consumers have not acked yet: not yet delivered plus delivered and in hand."""
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    try:
-        js = nc.jetstream()
-        infos = await asyncio.gather(*(js.consumer_info(CLICKS_STREAM, ingest_durable(s)) for s in range(shards)))
-        return sum((i.num_pending or 0) + (i.num_ack_pending or 0) for i in infos)
-    finally:
-        await nc.close()
+    async with jetstream_at(nats_url) as js:
+        return await unacked_clicks(js, shards)
 
 
 async def wait_stored(database_url: str, link_ids: list[int], expected: int, timeout: float) -> tuple[int, float]:

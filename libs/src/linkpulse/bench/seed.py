@@ -11,11 +11,11 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import nats
 
 from linkpulse.bench.wrk import BenchError
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_code, new_event_id, shard_for
+from linkpulse.messaging.connect import jetstream_at
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import click_subject
 
@@ -99,10 +99,8 @@ async def publish_clicks(
     """
     rng = random.Random(7)
     now = int(time.time() * 1000)
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    js = nc.jetstream()
     pending: set[asyncio.Task[object]] = set()
-    try:
+    async with jetstream_at(nats_url) as js:
         published = 0
         while published < count:
             take = min(count - published, ENVELOPE * shards * 4)
@@ -128,5 +126,3 @@ async def publish_clicks(
         for task in asyncio.as_completed(pending):
             await task
         return published
-    finally:
-        await nc.close()

@@ -96,7 +96,7 @@ def parse_wrk_output(text: str) -> WrkResult:
     )
 
 
-def run_wrk(spec: LoadSpec, *, wrk: str | None = None) -> WrkResult:
+def run_wrk(spec: LoadSpec) -> WrkResult:
     """Run wrk with load.lua as `spec` says and return its summary; BenchError if it fails."""
     script = resources.files("linkpulse.bench").joinpath("load.lua")
     with resources.as_file(script) as script_path:
@@ -112,7 +112,7 @@ def run_wrk(spec: LoadSpec, *, wrk: str | None = None) -> WrkResult:
             "LINKPULSE_BENCH_LIMIT": str(spec.limit),
         }
         argv = [
-            wrk or find_wrk(),
+            find_wrk(),
             f"-t{spec.threads}",
             f"-c{max(spec.connections, spec.threads)}",
             f"-d{max(spec.duration, 1.0):.0f}s",

@@ -1,1 +1,1 @@
-"""Postgres: the connection pool and the migration runner."""
+"""Postgres: the pool, migrations and login roles, the `api_keys` SQL, outage errors and query timing."""

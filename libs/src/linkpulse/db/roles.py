@@ -23,12 +23,12 @@ def login_role(service: str) -> str:
     return f"{SERVICE_ROLES[service]}_login"
 
 
-def scram_verifier(password: str, *, salt: bytes | None = None) -> str:
+def scram_verifier(password: str) -> str:
     """The SCRAM-SHA-256 verifier Postgres stores for `password` (RFC 5802/7677, as libpq's PQencryptPasswordConn).
 
     Sending the verifier instead of the password keeps the password out of the server's statement logs.
     """
-    salt = salt if salt is not None else secrets.token_bytes(16)
+    salt = secrets.token_bytes(16)
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _SCRAM_ITERATIONS)
     client_key = hmac.digest(salted, b"Client Key", "sha256")
     stored_key = hashlib.sha256(client_key).digest()

@@ -1,4 +1,5 @@
-"""Child processes that outlive a terminal's Ctrl-C and stop in the order we choose."""
+"""Child processes that outlive a terminal's Ctrl-C and stop in the order we choose, and the port, pid and
+readiness checks around them."""
 
 from __future__ import annotations
 

@@ -1,23 +1,22 @@
-"""The outbox's after-commit side effects (version-safe Redis write, LinkChanged publish) and its relay."""
+"""The outbox: the version-safe Redis write every change makes after its commit, and the relay that publishes
+the LinkChanged events no request managed to publish."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 import msgspec
-import nats.errors
 import structlog
-from nats.js import JetStreamContext
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from linkpulse.backoff import Backoff, wait_or_stop
 from linkpulse.db.link_records import SELECT_BY_IDS, link_record
-from linkpulse.events import DecodeError, decode_link_changed
 from linkpulse.links import LinkRecord, encode_record, redis_key
-from linkpulse.messaging.publish import publish_with_id
-from linkpulse.messaging.streams import link_subject
+from linkpulse.messaging.errors import PUBLISH_ERRORS
+from linkpulse.messaging.link_events import publish_stored_link_changed
+from linkpulse.messaging.types import JetStreamContext
 
 __all__ = ["OutboxRelay", "RecordWriter"]
 
@@ -32,6 +31,9 @@ MIN_AGE = 2.0
 REDIS_PATIENCE = 30.0
 BATCH = 100
 PUBLISH_TIMEOUT = 2.0
+# A failed pass (Postgres away) is retried after a jittered wait growing to this: admin pods that failed
+# together must not all come back at the same instants.
+RETRY_CAP = 30.0
 # Position of `version` in the msgpack array a LinkRecord encodes to (Lua counts from 1).
 _VERSION_INDEX = [f.name for f in msgspec.structs.fields(LinkRecord)].index("version") + 1
 # Write only if what Redis holds is not newer: two writers racing (two requests, a request and the
@@ -51,14 +53,6 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 return 1
 """
-
-
-def _traceparent(payload: bytes) -> str:
-    """The trace context stored with an outbox event (the request that made the change), or ""."""
-    try:
-        return decode_link_changed(payload).traceparent
-    except DecodeError:
-        return ""  # the payload goes out as stored all the same; only its trace is lost
 
 
 class RecordWriter:
@@ -120,17 +114,21 @@ class OutboxRelay:
         self._batch = batch
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass at once, then every `interval` seconds until `stop` is set; a failed pass is logged and retried."""
+        """Pass at once, then every `interval` seconds until `stop` is set.
+
+        A failed pass is logged and retried after a backoff (from `interval` up to RETRY_CAP, full jitter).
+        """
+        backoff = Backoff(self._interval, max(self._interval, RETRY_CAP))
         while not stop.is_set():
             try:
                 published = await self.run_once()
-            except Exception as exc:  # Postgres down, say: keep the loop alive and try again next time
-                log.warning("outbox.relay_failed", error=str(exc) or type(exc).__name__)
-                published = 0
-            if published >= self._batch:
-                continue  # a backlog: carry on without waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._interval)
+            except Exception as exc:  # Postgres down, say: keep the loop alive and try again
+                log.warning("outbox.relay_failed", error=str(exc) or type(exc).__name__, retry_within=backoff.ceiling)
+                await backoff.wait(stop)
+                continue
+            backoff.reset()
+            if published < self._batch:  # else a backlog: carry on without waiting
+                await wait_or_stop(stop, self._interval)
 
     async def run_once(self) -> int:
         """Publish one batch of pending events, oldest first; returns how many were published."""
@@ -156,13 +154,11 @@ class OutboxRelay:
                     # Redis still holds the old record: an event now would make redirect pods evict
                     # and cache that old record again. Retry Redis next pass.
                     continue
-                payload = bytes(event["payload"])
                 try:
-                    ack = await publish_with_id(
-                        self._js, link_subject(event["code"]), payload, event_id,
-                        timeout=PUBLISH_TIMEOUT, traceparent=_traceparent(payload),
-                    )  # fmt: skip
-                except (nats.errors.Error, TimeoutError) as exc:
+                    ack = await publish_stored_link_changed(
+                        self._js, event["code"], bytes(event["payload"]), event_id, timeout=PUBLISH_TIMEOUT
+                    )
+                except PUBLISH_ERRORS as exc:
                     # NATS is away: the rest would time out too; this row and the rest wait for the next pass.
                     log.warning("outbox.publish_failed", event_id=event_id, error=str(exc) or type(exc).__name__)
                     break

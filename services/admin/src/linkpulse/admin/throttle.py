@@ -20,6 +20,8 @@ KEY_PREFIX = "admin:auth-failures:"
 # After a Redis error the throttle counts in process for this long before trying Redis again, so an
 # unreachable Redis costs one timeout per this many seconds, not one per request.
 _REDIS_RETRY = 5.0
+# IPs counted in process while Redis is away (see LocalCounts): about 1 MB at most.
+_LOCAL_MAX_ENTRIES = 10_000
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +77,6 @@ class AuthThrottle:
         *,
         limit: int,
         window: float,
-        local_max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Throttle after `limit` failures within `window` seconds; `proxies` decide who the client is."""
@@ -83,7 +84,7 @@ class AuthThrottle:
         self._proxies = proxies
         self._limit = limit
         self._window_ms = max(1, round(window * 1000))
-        self._local = LocalCounts(limit, window, local_max_entries, clock)
+        self._local = LocalCounts(limit, window, _LOCAL_MAX_ENTRIES, clock)
         self._clock = clock
         self._redis_back_at = 0.0
 

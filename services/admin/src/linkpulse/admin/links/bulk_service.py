@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 import msgspec
 import structlog
-from nats.js import JetStreamContext
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -29,8 +28,8 @@ from linkpulse.admin.outbox import RecordWriter
 from linkpulse.admin.settings import AdminOptions
 from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.events import LinkChanged, encode
-from linkpulse.messaging.publish import publish_with_id
-from linkpulse.messaging.streams import link_subject
+from linkpulse.messaging.link_events import publish_link_changed
+from linkpulse.messaging.types import JetStreamContext
 
 __all__ = ["BulkCreated", "BulkItem", "LinkBulkService"]
 
@@ -238,18 +237,7 @@ class LinkBulkService:
         for start in range(0, len(events), _SLICE):
             chunk = events[start : start + _SLICE]
             results = await asyncio.gather(
-                *(
-                    publish_with_id(
-                        self._js,
-                        link_subject(e.code),
-                        encode(e),
-                        e.id,
-                        timeout=_PUBLISH_TIMEOUT,
-                        traceparent=e.traceparent,
-                    )
-                    for e in chunk
-                ),
-                return_exceptions=True,
+                *(publish_link_changed(self._js, e, timeout=_PUBLISH_TIMEOUT) for e in chunk), return_exceptions=True
             )
             failures = [r for r in results if isinstance(r, BaseException)]
             for failure in failures:

@@ -8,9 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import asyncpg
-import nats.errors
 import structlog
-from nats.js import JetStreamContext
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -22,9 +20,10 @@ from linkpulse.db.link_records import epoch_ms, link_record
 from linkpulse.events import LinkChanged, encode
 from linkpulse.ids import new_code, new_event_id
 from linkpulse.links import LinkRecord
-from linkpulse.messaging.publish import publish_with_id
-from linkpulse.messaging.streams import link_subject
+from linkpulse.messaging.errors import PUBLISH_ERRORS
+from linkpulse.messaging.link_events import publish_link_changed
 from linkpulse.messaging.tracing import current_traceparent
+from linkpulse.messaging.types import JetStreamContext
 from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry
 
 __all__ = [
@@ -258,15 +257,8 @@ class LinkService:
             )
             return
         try:
-            await publish_with_id(
-                self._js,
-                link_subject(record.code),
-                encode(event),
-                event.id,
-                timeout=_PUBLISH_TIMEOUT,
-                traceparent=event.traceparent,
-            )
-        except (nats.errors.Error, TimeoutError) as exc:
+            await publish_link_changed(self._js, event, timeout=_PUBLISH_TIMEOUT)
+        except PUBLISH_ERRORS as exc:
             # The outbox row stays pending; the relay publishes it with the same Nats-Msg-Id.
             log.warning(
                 "link.publish_failed", code=record.code, event_id=event.id, error=str(exc) or type(exc).__name__
