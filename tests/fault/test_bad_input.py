@@ -24,7 +24,8 @@ import nats
 import pytest
 import redis.asyncio
 from tests.fault.load import drive
-from tests.fault.stack import FaultStack, eventually
+from tests.fault.stack import FaultStack
+from tests.polling import eventually
 
 from linkpulse.admin.throttle import KEY_PREFIX as THROTTLE_KEYS
 from linkpulse.apikeys import generate_key, hash_key
@@ -117,7 +118,7 @@ async def snapshot(env: Env) -> dict[str, Any]:
     Taken once ingest has stored every click so far: one an earlier test's redirect published may still be
     in a batch that lingers for more (LINKPULSE_INGEST_LINGER), and would land between two snapshots.
     """
-    await eventually(env.stack.consumers_idle, 30, "ingest consumers idle")
+    await eventually(env.stack.consumers_idle, "ingest consumers idle", timeout=30)
     conn = await asyncpg.connect(env.db_url)
     try:
         db = dict(

@@ -8,8 +8,9 @@ import time
 
 import asyncpg
 import pytest
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually
+from tests.fault.stack import BackgroundLoad, FaultStack
 from tests.fault.test_ingest_faults import SHORT_ACK_WAIT, click_events_locked, every_shard_holds_a_batch
+from tests.polling import eventually
 
 from linkpulse.bench.counts import settled_last_seq
 
@@ -37,13 +38,13 @@ async def test_ingest_frozen_past_its_ack_wait_wakes_to_redelivered_work_and_cou
     async def both_pulling() -> bool:
         return all((i.num_waiting or 0) >= 2 for i in await fault_stack.consumers())
 
-    await eventually(both_pulling, 30, "both ingest processes pulling every shard")
+    await eventually(both_pulling, "both ingest processes pulling every shard", timeout=30)
     _, url = await fault_stack.start_redirect()
     load = BackgroundLoad(url, codes).start()
 
     # 1. Both processes hold batches inside their transactions; freeze one of them there.
     async with click_events_locked(fault_stack):
-        await eventually(lambda: every_shard_holds_a_batch(fault_stack), 20, "both processes holding batches")
+        await eventually(lambda: every_shard_holds_a_batch(fault_stack), "both processes holding batches", timeout=20)
         frozen.pause()
     try:
         # 2. The frozen one's backends run on without it (its INSERTs get the lock, then wait for a COMMIT
@@ -57,7 +58,7 @@ async def test_ingest_frozen_past_its_ack_wait_wakes_to_redelivered_work_and_cou
         async def redelivered() -> bool:
             return await fault_stack.redeliveries() > 0
 
-        await eventually(redelivered, SHORT_ACK_WAIT * 4, "the frozen process's messages redelivered")
+        await eventually(redelivered, "the frozen process's messages redelivered", timeout=SHORT_ACK_WAIT * 4)
     finally:
         frozen.resume()
     # 3. Awake again: it finds its transaction gone, stores again (ids dedupe) and acks late; nothing twice.
