@@ -753,10 +753,9 @@ async def test_forwarded_for_and_country_from_an_untrusted_peer_are_ignored(env:
     assert resp.status_code == 302
     conn = await asyncpg.connect(env.db_url)
     try:
-        deadline = time.monotonic() + 30
-        while (row := await conn.fetchrow("SELECT host(ip) AS ip, country FROM click_events WHERE code='xff'")) is None:
-            assert time.monotonic() < deadline, "the click was not stored"
-            await asyncio.sleep(0.1)
+        stored = "SELECT host(ip) AS ip, country FROM click_events WHERE code='xff'"
+        row = await eventually(lambda: conn.fetchrow(stored), "the click stored", timeout=30,
+                               accept=lambda r: r is not None)  # fmt: skip
     finally:
         await conn.close()
     # The peer is 127.0.0.1, anonymised; none of the forwarded addresses or the country was believed.
