@@ -24,7 +24,7 @@ from linkpulse.localstack.stack import SERVICE_START_TIMEOUT, service_argv, serv
 from linkpulse.messaging.streams import CLICKS_STREAM, ensure_streams_at, ingest_durable
 from linkpulse.settings import ClicksSettings
 
-__all__ = ["BackgroundLoad", "ConsumerTotals", "FaultStack", "scrape"]
+__all__ = ["BackgroundLoad", "ConsumerTotals", "FaultStack", "clicks_answered_and_published", "scrape"]
 
 
 @dataclass
@@ -264,3 +264,23 @@ def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Prometheus samples at `url`, keyed by (sample name, sorted label pairs)."""
     return await asyncio.to_thread(_scrape, url)
+
+
+async def clicks_answered_and_published(redirect_url: str) -> tuple[float, float]:
+    """A redirect process's GET redirects answered and its clicks acknowledged by JetStream (replays included).
+
+    Every answered GET redirect is one click, so once the two are equal and no load runs, nothing more will
+    reach the stream from this process.
+    """
+    samples = await scrape(f"{redirect_url}/metrics")
+    answered = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "linkpulse_http_requests_total"
+        and dict(labels).get("method") == "GET"
+        and dict(labels).get("route") == "/{code}"
+        and dict(labels).get("status", "").startswith("3")
+    )
+    published = samples.get(("linkpulse_publisher_events_total", ()), 0.0)
+    replayed = samples.get(("linkpulse_publisher_replayed_events_total", ()), 0.0)
+    return answered, published + replayed

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import asyncpg
 import pytest
-from tests.fault.stack import BackgroundLoad, FaultStack
+from tests.fault.stack import BackgroundLoad, FaultStack, clicks_answered_and_published
 from tests.fault.test_ingest_faults import SHORT_ACK_WAIT, click_events_locked, every_shard_holds_a_batch
 from tests.polling import eventually
-
-from linkpulse.bench.counts import settled_last_seq
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +52,8 @@ async def test_ingest_frozen_past_its_ack_wait_wakes_to_redelivered_work_and_cou
         #    consumers' cumulative counters are exact (the server's num_redelivered forgets a redelivery
         #    as soon as it is acked, and the live one acks within milliseconds).
         result = await load.stop()
-        await settled_last_seq(fault_stack.nats.url, quiet=0.3)
+        await eventually(partial(clicks_answered_and_published, url), "every answered click published",
+                         accept=lambda counts: counts[0] == counts[1])  # fmt: skip
 
         async def redelivered() -> bool:
             return await fault_stack.redeliveries() > 0
