@@ -2,7 +2,7 @@
 
 It runs the admin's own `main`, with one change: a link create, update or delete exits the process (status
 70, EX_SOFTWARE, so a test tells it from a real crash) right after its transaction commits, before Redis
-and NATS hear of it. The outbox test uses it to prove a committed change still reaches every redirect.
+and NATS hear of it. tests/e2e/test_invalidation.py uses it to prove such a change still reaches every redirect.
 Run with one HTTP worker (the default): spawned workers would import the service unpatched.
 """
 
@@ -33,5 +33,7 @@ async def _exit_after_commit(self: LinkService, record: object, event: LinkChang
 
 
 if __name__ == "__main__":
+    # A renamed method must fail here, not leave a process that never crashes.
+    assert callable(getattr(LinkService, "_after_commit", None)), "LinkService._after_commit is gone"
     LinkService._after_commit = _exit_after_commit  # type: ignore[method-assign]
     main()
