@@ -13,10 +13,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from tests.polling import eventually
 
 from linkpulse.localstack.process import pid_alive
 
-from .test_stack import BROWSER, eventually, linkpulse
+from .test_stack import BROWSER, linkpulse
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ async def test_sigterm_drains_clicks_and_a_restart_stores_them(tmp_path: Path) -
             async def stored() -> int:
                 return int(await conn.fetchval("SELECT count(DISTINCT id) FROM click_events WHERE code = 'drain'"))
 
-            assert await eventually(stored, lambda n: n >= 200, timeout=20) == 200
+            assert await eventually(stored, "200 clicks stored", accept=lambda n: n >= 200, timeout=20) == 200
             assert await conn.fetchval("SELECT clicks FROM link_totals t JOIN links l ON l.id = t.link_id "
                                        "WHERE l.code = 'drain'") == 200  # fmt: skip
         finally:

@@ -20,11 +20,13 @@ import pytest
 
 from linkpulse.admin.auth import generate_key
 from linkpulse.localstack.process import ManagedProcess, free_port
+from linkpulse.localstack.stack import SERVICE_START_TIMEOUT, service_argv, service_ready
 from linkpulse.messaging.streams import LINKS_STREAM, link_subject
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT = 60.0
+EXIT_AFTER_COMMIT = Path(__file__).with_name("admin_exit_after_commit.py")
+"""The admin service, but dying between a change's commit and its publish (the crash this file is about)."""
 OLD = "https://example.com/old"
 NEW = "https://example.com/new"
 
@@ -37,13 +39,6 @@ class Service:
         self.url = url
 
 
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture
 def base_env(service_env: dict[str, str]) -> dict[str, str]:
     """The test process's environment without the user's LINKPULSE_* variables, pointed at this test's servers."""
@@ -52,24 +47,23 @@ def base_env(service_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def start(tmp_path: Path, base_env: dict[str, str]) -> Iterator[Callable[..., Service]]:
-    """Start `python -m linkpulse.<module>` on a free port and wait for /readyz; every one is stopped at the end.
+    """Start `argv` (a service's) on a free port and wait for /readyz; every one is stopped at the end.
 
     It depends on `base_env`, so the processes stop before this test's servers and database go away.
     """
     started: list[ManagedProcess] = []
 
-    def start_service(name: str, module: str, extra_env: dict[str, str]) -> Service:
+    def start_service(name: str, argv: list[str], extra_env: dict[str, str]) -> Service:
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
         process = ManagedProcess(
             name,
-            [sys.executable, "-m", f"linkpulse.{module}"],
+            argv,
             log_path=tmp_path / "logs" / f"{name}.log",
             env={**base_env, **extra_env, "LINKPULSE_HTTP_PORT": str(port)},
         ).start()
         started.append(process)
-        process.wait_ready(lambda: _ready(url), START_TIMEOUT)
-        return Service(process, url)
+        process.wait_ready(lambda: service_ready(port), SERVICE_START_TIMEOUT)
+        return Service(process, f"http://127.0.0.1:{port}")
 
     yield start_service
     for process in reversed(started):
@@ -80,7 +74,7 @@ def start(tmp_path: Path, base_env: dict[str, str]) -> Iterator[Callable[..., Se
 def redirects(start: Callable[..., Service], tmp_path: Path) -> list[Service]:
     """Two redirect processes, each with its own local cache and spill folder."""
     return [
-        start(name, "redirect", {"LINKPULSE_PUBLISHER_SPILL_DIR": str(tmp_path / "spill" / name)})
+        start(name, service_argv("redirect"), {"LINKPULSE_PUBLISHER_SPILL_DIR": str(tmp_path / "spill" / name)})
         for name in ("redirect-a", "redirect-b")
     ]
 
@@ -93,16 +87,13 @@ def admin_key() -> str:
 
 @pytest.fixture
 def start_admin(start: Callable[..., Service], redirects: list[Service], admin_key: str) -> Callable[..., Service]:
-    """Start an admin process (`fault=True` sets the test-only exit-after-commit fault point)."""
+    """Start an admin process (`fault=True`: one that exits right after a change commits, see EXIT_AFTER_COMMIT)."""
     runs = iter(range(100))
 
     def start_admin_process(*, fault: bool = False) -> Service:
-        env = {
-            "LINKPULSE_ADMIN_KEY": admin_key,
-            "LINKPULSE_ADMIN_PUBLIC_URL": redirects[0].url,
-            "LINKPULSE_ADMIN_FAULT_EXIT_AFTER_COMMIT": "true" if fault else "false",
-        }
-        return start(f"admin-{next(runs)}{'-fault' if fault else ''}", "admin", env)
+        env = {"LINKPULSE_ADMIN_KEY": admin_key, "LINKPULSE_ADMIN_PUBLIC_URL": redirects[0].url}
+        argv = [sys.executable, str(EXIT_AFTER_COMMIT)] if fault else service_argv("admin")
+        return start(f"admin-{next(runs)}{'-fault' if fault else ''}", argv, env)
 
     return start_admin_process
 

@@ -7,15 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import nats
 import pytest
+from tests.polling import eventually
 
 from linkpulse.localstack.process import pid_alive
 from linkpulse.messaging.streams import CLICKS_STREAM, ingest_durable
@@ -28,7 +28,6 @@ BROWSER = {
     "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
 }
-T = TypeVar("T")
 
 
 def linkpulse(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -61,16 +60,6 @@ def stack(stack_dir: Path, stack_env: dict[str, str]) -> Iterator[dict[str, Any]
     info = json.loads((stack_dir / "stack.json").read_text())
     yield info
     linkpulse("down", "--dir", str(stack_dir), env=stack_env)
-
-
-async def eventually(check: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float) -> T:
-    """Poll `check` until `accept` holds or the deadline passes; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if accept(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.1)
 
 
 async def consumers_idle(nats_url: str) -> bool:
@@ -127,9 +116,9 @@ async def test_thousand_concurrent_gets_are_stored_exactly_once(stack: dict[str,
             return int(await conn.fetchval("SELECT count(*) FROM click_events WHERE code = $1", code))
 
         # Within 10 s every click is stored: no fewer...
-        assert await eventually(stored, lambda n: n >= 1000, timeout=10) == 1000
+        assert await eventually(stored, "1000 clicks stored", accept=lambda n: n >= 1000, timeout=10) == 1000
         # ...and, once every consumer is drained and acked, no more (HEADs recorded nothing).
-        assert await eventually(lambda: consumers_idle(stack["nats_url"]), bool, timeout=10)
+        assert await eventually(lambda: consumers_idle(stack["nats_url"]), "ingest consumers idle", timeout=10)
         assert await stored() == 1000
         assert await conn.fetchval("SELECT count(DISTINCT id) FROM click_events WHERE code = $1", code) == 1000
     finally:
@@ -163,7 +152,7 @@ async def test_edge_headers_from_a_trusted_proxy_reach_the_stored_click(stack: d
         async def row() -> asyncpg.Record | None:
             return await conn.fetchrow("SELECT * FROM click_events WHERE code = $1", link["code"])
 
-        stored = await eventually(row, lambda r: r is not None, timeout=10)
+        stored = await eventually(row, "the click stored", accept=lambda r: r is not None, timeout=10)
         assert stored is not None
         assert str(stored["ip"]) == "198.51.100.0"  # anonymised: last octet zeroed
         assert stored["country"] == "NL"

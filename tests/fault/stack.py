@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,31 +15,16 @@ import nats
 from nats.js.api import ConsumerInfo
 from prometheus_client.parser import text_string_to_metric_families
 from tests.fault.load import LoadResult, drive
+from tests.polling import eventually
 
 from linkpulse.db.migrate import migrate
 from linkpulse.localstack.process import ManagedProcess, free_port
 from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
+from linkpulse.localstack.stack import SERVICE_START_TIMEOUT, service_argv, service_ready
 from linkpulse.messaging.streams import CLICKS_STREAM, ensure_streams_at, ingest_durable
 from linkpulse.settings import ClicksSettings
 
-__all__ = [
-    "SERVICE_READY_TIMEOUT",
-    "BackgroundLoad",
-    "ConsumerTotals",
-    "FaultStack",
-    "eventually",
-    "scrape",
-]
-
-SERVICE_READY_TIMEOUT = 60.0
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
+__all__ = ["BackgroundLoad", "ConsumerTotals", "FaultStack", "clicks_answered_and_published", "scrape"]
 
 
 @dataclass
@@ -95,10 +78,8 @@ class FaultStack:
         port = port or free_port()
         env = self.env(LINKPULSE_HTTP_PORT=str(port), LINKPULSE_PUBLISHER_SPILL_DIR=str(self.root / "spill" / name),
                        **extra)  # fmt: skip
-        proc = self._start(name, "linkpulse.redirect", env)
-        url = f"http://127.0.0.1:{port}"
-        await _wait_ready(proc, lambda: asyncio.to_thread(_http_ok, f"{url}/readyz"))
-        return proc, url
+        proc = await self._start(name, service_argv("redirect"), env, port)
+        return proc, f"http://127.0.0.1:{port}"
 
     async def start_admin(
         self, key: str, public_url: str, name: str = "admin", port: int | None = None, **extra: str
@@ -107,32 +88,24 @@ class FaultStack:
         port = port or free_port()
         env = self.env(LINKPULSE_HTTP_PORT=str(port), LINKPULSE_ADMIN_KEY=key, LINKPULSE_ADMIN_PUBLIC_URL=public_url,
                        **extra)  # fmt: skip
-        proc = self._start(name, "linkpulse.admin", env)
-        url = f"http://127.0.0.1:{port}"
-        await _wait_ready(proc, lambda: asyncio.to_thread(_http_ok, f"{url}/readyz"))
-        return proc, url
+        proc = await self._start(name, service_argv("admin"), env, port)
+        return proc, f"http://127.0.0.1:{port}"
 
     async def start_ingest(self, name: str = "ingest", **extra: str) -> ManagedProcess:
-        """Start an ingest process; returns once it has bound every shard's consumer and starts pulling.
+        """Start an ingest process; returns once its /readyz says every shard's consumer is bound.
 
-        Its own `ingest.started` line says so. (A waiting pull on a consumer does not: with a backlog, and
-        while a batch lingers, a pulling process can have none open for long stretches.)
+        Its probe port is `LINKPULSE_INGEST_METRICS_PORT` when given in `extra`, else a free one.
         """
-        log = self.root / "logs" / f"{name}.log"
-        before = _started_lines(log)  # a restart under the same name appends to the same log
-        proc = self._start(name, "linkpulse.ingest", self.env(**extra))
+        extra.setdefault("LINKPULSE_INGEST_METRICS_PORT", str(free_port()))
+        return await self._start(name, service_argv("ingest"), self.env(**extra),
+                                 int(extra["LINKPULSE_INGEST_METRICS_PORT"]))  # fmt: skip
 
-        async def started() -> bool:
-            return _started_lines(log) > before
-
-        await _wait_ready(proc, started)
-        return proc
-
-    def _start(self, name: str, module: str, env: dict[str, str]) -> ManagedProcess:
-        proc = ManagedProcess(
-            name, [sys.executable, "-m", module], log_path=self.root / "logs" / f"{name}.log", env=env
-        )
+    async def _start(self, name: str, argv: list[str], env: dict[str, str], port: int) -> ManagedProcess:
+        """Start a service as `linkpulse up` does and wait, in a thread (a test's load runs on in this loop),
+        until its /readyz on `port` answers 200."""
+        proc = ManagedProcess(name, argv, log_path=self.root / "logs" / f"{name}.log", env=env)
         self.services.append(proc.start())
+        await asyncio.to_thread(proc.wait_ready, lambda: service_ready(port), SERVICE_START_TIMEOUT)
         return proc
 
     def stop(self) -> None:
@@ -201,7 +174,7 @@ class FaultStack:
         result.merge(again)
         per_code, dups = await self.wait_stored(result.total_answered, timeout)
 
-        await eventually(self.consumers_idle, timeout, "ingest consumers idle")
+        await eventually(self.consumers_idle, "ingest consumers idle", timeout=timeout)
         per_code, dups = await self.stored()  # again, once idle: nothing arrives late
         print(
             f"{label}: {result.summary()} stored={sum(per_code.values())} duplicates={dups} "
@@ -234,13 +207,9 @@ class FaultStack:
         return per_code, int(total) - sum(per_code.values())
 
     async def wait_stored(self, expected: int, timeout: float = 60.0) -> tuple[Counter[str], int]:
-        """Poll until `expected` distinct clicks are stored (or the deadline passes); returns `stored()`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            per_code, dups = await self.stored()
-            if sum(per_code.values()) >= expected or time.monotonic() > deadline:
-                return per_code, dups
-            await asyncio.sleep(0.2)
+        """Poll until `expected` distinct clicks are stored; returns `stored()` then."""
+        return await eventually(self.stored, f"{expected} clicks stored", timeout=timeout, interval=0.2,
+                                accept=lambda stored: sum(stored[0].values()) >= expected)  # fmt: skip
 
 
 @dataclass
@@ -282,15 +251,6 @@ class ConsumerTotals:
     """Sum of the consumers' last delivery sequences: every delivery, redeliveries included."""
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll `check` until it holds; fail the test naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        await asyncio.sleep(interval)
-
-
 def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(url, timeout=2.0) as resp:
         text = resp.read().decode()
@@ -306,15 +266,21 @@ async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
     return await asyncio.to_thread(_scrape, url)
 
 
-async def _wait_ready(proc: ManagedProcess, check: Callable[[], Awaitable[bool]]) -> None:
-    deadline = time.monotonic() + SERVICE_READY_TIMEOUT
-    while not await check():
-        if not proc.alive():
-            raise proc.fail("exited during start")
-        if time.monotonic() > deadline:
-            raise proc.fail("not ready in time")
-        await asyncio.sleep(0.05)
+async def clicks_answered_and_published(redirect_url: str) -> tuple[float, float]:
+    """A redirect process's GET redirects answered and its clicks acknowledged by JetStream (replays included).
 
-
-def _started_lines(log: Path) -> int:
-    return log.read_bytes().count(b'"ingest.started"') if log.exists() else 0
+    Every answered GET redirect is one click, so once the two are equal and no load runs, nothing more will
+    reach the stream from this process.
+    """
+    samples = await scrape(f"{redirect_url}/metrics")
+    answered = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "linkpulse_http_requests_total"
+        and dict(labels).get("method") == "GET"
+        and dict(labels).get("route") == "/{code}"
+        and dict(labels).get("status", "").startswith("3")
+    )
+    published = samples.get(("linkpulse_publisher_events_total", ()), 0.0)
+    replayed = samples.get(("linkpulse_publisher_replayed_events_total", ()), 0.0)
+    return answered, published + replayed

@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import nats
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually
+from tests.fault.stack import BackgroundLoad, FaultStack
+from tests.polling import eventually
 
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id, shard_for
@@ -50,7 +51,7 @@ async def test_sigkill_ingest_mid_batch_then_restart_stores_everything_once(faul
 
     # 1. Every shard loop is inside its transaction (INSERT waiting on the lock) with a fetched batch: kill.
     async with click_events_locked(fault_stack):
-        await eventually(lambda: every_shard_holds_a_batch(fault_stack), 20, "every shard holding a batch")
+        await eventually(lambda: every_shard_holds_a_batch(fault_stack), "every shard holding a batch", timeout=20)
         ingest.kill()
         held = (await fault_stack.consumer_totals()).ack_pending
     assert held > 0
@@ -75,13 +76,13 @@ async def test_two_ingest_processes_one_killed_the_survivor_stores_everything_on
     async def both_pulling() -> bool:
         return all((i.num_waiting or 0) >= 2 for i in await fault_stack.consumers())
 
-    await eventually(both_pulling, 30, "both ingest processes pulling every shard")
+    await eventually(both_pulling, "both ingest processes pulling every shard", timeout=30)
     _, url = await fault_stack.start_redirect()
     load = BackgroundLoad(url, codes).start()
 
     # Both processes stuck inside a transaction on every shard (no pull waiting): each holds a batch.
     async with click_events_locked(fault_stack):
-        await eventually(lambda: every_shard_holds_a_batch(fault_stack), 20, "both processes holding batches")
+        await eventually(lambda: every_shard_holds_a_batch(fault_stack), "both processes holding batches", timeout=20)
         victim.kill()
         held = (await fault_stack.consumer_totals()).ack_pending
     # The survivor stores its own batches at once and the victim's after their ack wait; the load goes on.
@@ -111,7 +112,7 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_moves_on(fault
         per_code, _ = await fault_stack.stored()
         return sum(per_code.values()) >= 200
 
-    await eventually(some_stored, 20, "load flowing")
+    await eventually(some_stored, "load flowing", timeout=20)
     # Two kinds of poison amid the load: bytes that are no envelope, and an envelope Postgres rejects.
     nc = await nats.connect(fault_stack.nats.url)
     try:
@@ -133,7 +134,7 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_moves_on(fault
         finally:
             await conn.close()
 
-    await eventually(dead_lettered, 20, "both poison messages dead-lettered")
+    await eventually(dead_lettered, "both poison messages dead-lettered", timeout=20)
     result = await load.stop()
     await fault_stack.settle(url, codes, result, label="poison among good", started=started)
 

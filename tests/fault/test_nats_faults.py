@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually, scrape
+from tests.fault.stack import BackgroundLoad, FaultStack, scrape
+from tests.fault.test_redirect_faults import spill_bytes, spill_replayed
+from tests.polling import eventually
 
 from linkpulse.localstack.proxy import FaultProxy
 
 SPILL_GAUGE = ("linkpulse_publisher_spill_bytes", ())
 QUEUE_GAUGE = ("linkpulse_publisher_queue_depth", ())
-
-
-def spill_bytes(folder: Path) -> int:
-    """Bytes in a redirect's spill segments (what the process could not publish yet)."""
-    return sum(p.stat().st_size for p in folder.glob("spill-*.jsonl") if p.exists()) if folder.exists() else 0
 
 
 async def test_nats_restart_under_load(fault_stack: FaultStack) -> None:
@@ -69,7 +65,7 @@ async def test_nats_black_holed_for_30s_spills_then_delivers(fault_stack: FaultS
             peak_queue = max(peak_queue, metrics.get(QUEUE_GAUGE, 0.0))
             return spill_bytes(spill_dir) > 0 and metrics.get(SPILL_GAUGE, 0.0) > 0
 
-        await eventually(spilled, 25, "spill file written during the outage", interval=0.5)
+        await eventually(spilled, "spill file written during the outage", timeout=25, interval=0.5)
         first_spill = time.monotonic() - outage_start
         while time.monotonic() - outage_start < 30:
             metrics = await scrape(f"{url}/metrics")
@@ -81,7 +77,7 @@ async def test_nats_black_holed_for_30s_spills_then_delivers(fault_stack: FaultS
         proxy.blackhole(False)
         back_at = time.monotonic()
         # After the reconnect the spill is replayed and deleted, while new clicks keep flowing.
-        await eventually(lambda: _true(spill_bytes(spill_dir) == 0), 40, "spill file replayed", interval=0.2)
+        await spill_replayed(spill_dir, "spill file replayed", timeout=40)
         replay_time = time.monotonic() - back_at
         await asyncio.sleep(1)
         result = await load.stop()
@@ -95,7 +91,3 @@ async def test_nats_black_holed_for_30s_spills_then_delivers(fault_stack: FaultS
         await fault_stack.settle(url, codes, result, label="nats black hole 30s", started=started)
     finally:
         proxy.stop()
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import asyncpg
 import pytest
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually
+from tests.fault.stack import BackgroundLoad, FaultStack, clicks_answered_and_published
 from tests.fault.test_ingest_faults import SHORT_ACK_WAIT, click_events_locked, every_shard_holds_a_batch
-
-from linkpulse.bench.counts import settled_last_seq
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,13 @@ async def test_ingest_frozen_past_its_ack_wait_wakes_to_redelivered_work_and_cou
     async def both_pulling() -> bool:
         return all((i.num_waiting or 0) >= 2 for i in await fault_stack.consumers())
 
-    await eventually(both_pulling, 30, "both ingest processes pulling every shard")
+    await eventually(both_pulling, "both ingest processes pulling every shard", timeout=30)
     _, url = await fault_stack.start_redirect()
     load = BackgroundLoad(url, codes).start()
 
     # 1. Both processes hold batches inside their transactions; freeze one of them there.
     async with click_events_locked(fault_stack):
-        await eventually(lambda: every_shard_holds_a_batch(fault_stack), 20, "both processes holding batches")
+        await eventually(lambda: every_shard_holds_a_batch(fault_stack), "both processes holding batches", timeout=20)
         frozen.pause()
     try:
         # 2. The frozen one's backends run on without it (its INSERTs get the lock, then wait for a COMMIT
@@ -52,12 +52,13 @@ async def test_ingest_frozen_past_its_ack_wait_wakes_to_redelivered_work_and_cou
         #    consumers' cumulative counters are exact (the server's num_redelivered forgets a redelivery
         #    as soon as it is acked, and the live one acks within milliseconds).
         result = await load.stop()
-        await settled_last_seq(fault_stack.nats.url, quiet=0.3)
+        await eventually(partial(clicks_answered_and_published, url), "every answered click published",
+                         accept=lambda counts: counts[0] == counts[1])  # fmt: skip
 
         async def redelivered() -> bool:
             return await fault_stack.redeliveries() > 0
 
-        await eventually(redelivered, SHORT_ACK_WAIT * 4, "the frozen process's messages redelivered")
+        await eventually(redelivered, "the frozen process's messages redelivered", timeout=SHORT_ACK_WAIT * 4)
     finally:
         frozen.resume()
     # 3. Awake again: it finds its transaction gone, stores again (ids dedupe) and acks late; nothing twice.

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from tests.fault.load import drive
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually
+from tests.fault.stack import BackgroundLoad, FaultStack
+from tests.polling import eventually
 
 from linkpulse.localstack.process import stop_pid
 from linkpulse.localstack.proxy import FaultProxy
@@ -19,8 +20,9 @@ def spill_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("spill-*.jsonl") if p.exists()) if folder.exists() else 0
 
 
-async def _zero(value: int) -> bool:
-    return value == 0
+async def spill_replayed(folder: Path, what: str, timeout: float = 30.0) -> None:
+    """Poll until the redirect's spill segments in `folder` are empty: all replayed into NATS."""
+    await eventually(lambda: spill_bytes(folder), what, timeout=timeout, accept=lambda n: n == 0, interval=0.2)
 
 
 async def test_sigterm_without_nats_spills_and_next_start_publishes(fault_stack: FaultStack) -> None:
@@ -60,7 +62,7 @@ async def test_sigterm_without_nats_spills_and_next_start_publishes(fault_stack:
 
         proxy.blackhole(False)
         _, url = await fault_stack.start_redirect(**env)  # same name: same spill folder, replayed on start
-        await eventually(lambda: _zero(spill_bytes(spill_dir)), 30, "spill replayed by the next start", 0.2)
+        await spill_replayed(spill_dir, "spill replayed by the next start")
         await fault_stack.settle(url, codes, result, label="sigterm without nats", started=started)
     finally:
         proxy.stop()
@@ -89,13 +91,9 @@ async def test_sigkill_loses_at_most_the_unflushed_batch(fault_stack: FaultStack
     # The next start replays whatever reached the spill file (a full queue writes there directly).
     _, url = await fault_stack.start_redirect(**env)
     spill_dir = fault_stack.root / "spill" / "redirect"
-    await eventually(lambda: _zero(spill_bytes(spill_dir)), 30, "spill replayed", 0.2)
+    await spill_replayed(spill_dir, "spill replayed")
 
-    async def idle() -> bool:
-        totals = await fault_stack.consumer_totals()
-        return totals.pending == 0 and totals.ack_pending == 0
-
-    await eventually(idle, 60, "ingest consumers idle")
+    await eventually(fault_stack.consumers_idle, "ingest consumers idle", timeout=60)
     per_code, dups = await fault_stack.stored()
     stored = sum(per_code.values())
     lost = answered - stored
@@ -115,7 +113,7 @@ async def test_sigkill_loses_at_most_the_unflushed_batch(fault_stack: FaultStack
     assert again.total_answered == 300 and not again.errors, again.summary()
     expected = per_code + again.answered
     await fault_stack.wait_stored(stored + 300, timeout=30)
-    await eventually(idle, 60, "ingest consumers idle")
+    await eventually(fault_stack.consumers_idle, "ingest consumers idle", timeout=60)
     after, dups = await fault_stack.stored()
     print(
         f"sigkill after restart: answered={again.total_answered} stored={sum(after.values()) - stored} "
@@ -141,14 +139,10 @@ async def test_starts_and_serves_while_nats_is_unreachable(fault_stack: FaultSta
         spill_dir = fault_stack.root / "spill" / "redirect"
         result = await drive(url, codes, duration=4, concurrency=8)
         assert result.total_answered > 0 and not result.errors, result.summary()
-        await eventually(lambda: _not_zero(spill_bytes(spill_dir)), 10, "clicks spilled while NATS is away", 0.2)
+        await eventually(lambda: spill_bytes(spill_dir), "clicks spilled while NATS is away", timeout=10, interval=0.2)
         proxy.blackhole(False)
-        await eventually(lambda: _zero(spill_bytes(spill_dir)), 30, "spill replayed once NATS is there", 0.2)
+        await spill_replayed(spill_dir, "spill replayed once NATS is there")
         print(f"start without nats: ready after {ready_after:.1f}s")
         await fault_stack.settle(url, codes, result, label="start without nats", started=started)
     finally:
         proxy.stop()
-
-
-async def _not_zero(value: int) -> bool:
-    return value != 0

@@ -9,8 +9,9 @@ import subprocess
 import time
 
 import httpx
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually
+from tests.fault.stack import BackgroundLoad, FaultStack
 from tests.fault.test_redirect_faults import spill_bytes
+from tests.polling import eventually
 
 from linkpulse.localstack.process import free_port, stop_pid
 
@@ -39,7 +40,7 @@ async def test_sigterm_rollout_of_ingest_and_redirect_under_load_loses_no_click(
         per_code, _ = await fault_stack.stored()
         return sum(per_code.values()) >= 300
 
-    await eventually(storing, 30, "ingest storing the load")
+    await eventually(storing, "ingest storing the load", timeout=30)
     assert old_ingest.proc is not None
     term_at = time.monotonic()
     old_ingest.proc.send_signal(signal.SIGTERM)
@@ -54,7 +55,7 @@ async def test_sigterm_rollout_of_ingest_and_redirect_under_load_loses_no_click(
     # 2. Its replacement, ready (NATS connected, every shard's consumer bound) as its readiness probe says.
     port = free_port()
     await fault_stack.start_ingest("ingest-new", LINKPULSE_INGEST_METRICS_PORT=str(port))
-    await eventually(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 30, "new ingest ready")
+    await eventually(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), "new ingest ready", timeout=30)
 
     # 3. Redirect, as a rolling update does it: the new process is up and taking traffic before the old one
     #    gets SIGTERM; the old one's clients keep sending until it has gone (then they are refused).
@@ -78,7 +79,7 @@ async def test_sigterm_rollout_of_ingest_and_redirect_under_load_loses_no_click(
         per_code, _ = await fault_stack.stored()
         return sum(per_code.values()) >= stored_then + 300
 
-    await eventually(new_pair_working, 30, "new redirect and ingest storing")
+    await eventually(new_pair_working, "new redirect and ingest storing", timeout=30)
     result = await new_load.stop()
     assert set(result.statuses) == {302} and not result.errors, result.summary()
     print(

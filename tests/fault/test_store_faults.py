@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import pytest
 import redis.asyncio as aioredis
 from tests.fault.load import LoadResult, drive
-from tests.fault.stack import BackgroundLoad, FaultStack, eventually, scrape
+from tests.fault.stack import BackgroundLoad, FaultStack, scrape
+from tests.polling import eventually
 
 from linkpulse.links import redis_key
 from linkpulse.localstack.process import free_port
@@ -44,9 +46,10 @@ async def test_postgres_down_for_30s_ingest_holds_acks_nothing_and_loses_nothing
     async def ingest_failing() -> bool:
         return sample(await scrape(ingest_metrics), "linkpulse_ingest_db_errors_total") > 0
 
-    await eventually(ingest_failing, 20, "ingest noticing the outage")
+    await eventually(ingest_failing, "ingest noticing the outage", timeout=20)
     # A batch committed just before the stop may still be acked: take the floor once ingest is failing.
-    await eventually(lambda: _acks_settled(fault_stack), 5, "acks of the last committed batches")
+    acks_arrived = partial(_acks_arrived, fault_stack, ingest_metrics)
+    await eventually(acks_arrived, "acks of the last committed batches", timeout=5)
     frozen = await fault_stack.consumer_totals()
     held_max = 0
     # 2. For the rest of the outage: nothing acked, nothing redelivered, the held batches stay in hand.
@@ -72,10 +75,15 @@ async def test_postgres_down_for_30s_ingest_holds_acks_nothing_and_loses_nothing
     assert await fault_stack.redeliveries() == 0  # held batches were renewed, never handed back
 
 
-async def _acks_settled(stack: FaultStack) -> bool:
-    first = (await stack.consumer_totals()).acked
-    await asyncio.sleep(0.5)
-    return (await stack.consumer_totals()).acked == first
+async def _acks_arrived(stack: FaultStack, ingest_metrics: str) -> bool:
+    """True once the server holds every ack ingest has sent: the messages ingest counts in its acked batches
+    (it counts a batch in the same step as it sends the acks) equal those the consumers no longer wait for.
+
+    Delivered minus awaiting an ack is acked while nothing was redelivered, which this test asserts throughout.
+    """
+    sent = sample(await scrape(ingest_metrics), "linkpulse_ingest_batch_size_sum")
+    totals = await stack.consumer_totals()
+    return totals.deliveries - totals.ack_pending == sent
 
 
 async def test_redis_down_redirects_answer_from_cache_and_postgres_then_use_redis_again(
@@ -123,7 +131,7 @@ async def test_redis_down_redirects_answer_from_cache_and_postgres_then_use_redi
         now = sample(await scrape(f"{url}/metrics"), "linkpulse_redirect_lookups_total", tier="redis")
         return now > redis_hits
 
-    await eventually(redis_used, 20, "redirect reading Redis again")
+    await eventually(redis_used, "redirect reading Redis again", timeout=20)
     result.merge(back)
     client = aioredis.Redis.from_url(fault_stack.redis.url)
     try:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from tests.conftest import MakeLink
+from tests.polling import eventually
 
 from linkpulse.admin.app import create_app
 from linkpulse.admin.outbox import OutboxRelay, RecordWriter
@@ -86,14 +86,6 @@ async def stream_ids(js: JetStreamContext) -> list[str]:
         assert msg.headers is not None
         ids.append(msg.headers["Nats-Msg-Id"])
     return [i for i in ids if i]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll `check` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def test_relay_publishes_pending_rows_once_and_marks_them(
@@ -272,7 +264,7 @@ async def test_the_running_app_relays_a_create_whose_publish_failed(
                 return bool(await db.fetchval("SELECT published_at IS NOT NULL FROM link_events WHERE code = 'late'"))
 
             # The relay leaves rows younger than 2 s to their request, then takes them.
-            await eventually(published, timeout=10, what="relay publish")
+            await eventually(published, "relay publish", timeout=10)
         assert await stream_ids(js) == [event_id]
     finally:
         await nc.close()
@@ -291,7 +283,7 @@ async def test_relay_passes_once_at_start_and_stops_promptly_when_asked(
         return bool(await db.fetchval("SELECT published_at IS NOT NULL FROM link_events"))
 
     # The first pass runs at once, not after the (hour-long) interval...
-    await eventually(published, timeout=5, what="the startup pass")
+    await eventually(published, "the startup pass", timeout=5)
     stop.set()
     # ...and the loop waits on the stop event, so it ends at once too.
     await asyncio.wait_for(task, timeout=5)

@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
-from tests.integration.ingest.conftest import CHROME, click, eventually, publish, stored
+from tests.integration.ingest.conftest import CHROME, click, publish, stored
+from tests.polling import eventually
 
 from linkpulse.apikeys import generate_key, hash_key, key_prefix
 from linkpulse.events import ClickEvent
@@ -116,7 +117,7 @@ async def clicked(
     for batch in events.values():
         await publish(js, batch, clicks_settings.shards)
     total = sum(len(batch) for batch in events.values())
-    await eventually(lambda: stored(db, js, clicks_settings, total))
+    await eventually(lambda: stored(db, js, clicks_settings, total), f"{total} clicks stored and acked")
 
 
 def nonzero(series: list[dict[str, Any]]) -> list[tuple[datetime, int, int]]:

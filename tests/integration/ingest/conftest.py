@@ -1,10 +1,10 @@
-"""Fixtures for the ingest worker: settings for this test's servers, clients, publishing and polling helpers."""
+"""Fixtures for the ingest worker: settings for this test's servers, clients and publishing helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -25,18 +25,6 @@ from linkpulse.messaging.streams import CLICKS_STREAM, click_subject, ingest_dur
 from linkpulse.settings import ClicksSettings
 
 RunWorker = Callable[..., AbstractAsyncContextManager[IngestWorker]]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fail with its last value after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

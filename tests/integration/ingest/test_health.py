@@ -19,7 +19,8 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
-from tests.integration.ingest.conftest import click, eventually, publish, stored
+from tests.integration.ingest.conftest import click, publish, stored
+from tests.polling import eventually
 
 from linkpulse.ids import shard_for
 from linkpulse.localstack.process import free_port
@@ -105,17 +106,19 @@ async def test_readyz_waits_for_nats_and_the_consumers_and_metrics_count_the_wor
     with FaultProxy(nats_server.port) as proxy:
         proxy.blackhole()
         async with start_ingest(LINKPULSE_NATS_URL=f"nats://127.0.0.1:{proxy.port}") as ingest:
-            await eventually(lambda: ingest.answers("/healthz", 200), timeout=30)
+            await eventually(lambda: ingest.answers("/healthz", 200), "ingest alive (/healthz 200)", timeout=30)
             assert await ingest.status("/readyz") == 503  # alive, but not connected
 
             # 2. NATS reachable: the worker connects, fails to bind the consumers, and stays unready.
             proxy.blackhole(False)
-            await eventually(lambda: ingest.logged("ingest.consumers_unavailable"))
+            await eventually(
+                lambda: ingest.logged("ingest.consumers_unavailable"), "ingest logging consumers_unavailable"
+            )
             assert await ingest.status("/readyz") == 503
 
             # 3. The streams job runs: the worker binds every shard and turns ready.
             await ensure_streams(js, clicks_settings)
-            await eventually(lambda: ingest.answers("/readyz", 200))
+            await eventually(lambda: ingest.answers("/readyz", 200), "ingest ready (/readyz 200)")
 
             # 4. A known workload: 8 events in two envelopes, then 3 of them again in a new envelope.
             link_id = await make_link("metrics")
@@ -123,7 +126,7 @@ async def test_readyz_waits_for_nats_and_the_consumers_and_metrics_count_the_wor
             await publish(js, events[:5], clicks_settings.shards)
             await publish(js, events[5:], clicks_settings.shards)
             await publish(js, events[5:], clicks_settings.shards)
-            await eventually(lambda: stored(db, js, clicks_settings, 8))
+            await eventually(lambda: stored(db, js, clicks_settings, 8), "8 clicks stored and acked")
 
             samples = await ingest.samples()
             assert samples[("linkpulse_ingest_events_total", (("result", "inserted"),))] == 8
@@ -146,7 +149,7 @@ async def test_sigterm_drains_the_batch_in_hand_while_the_probes_answer(
     link_id = await make_link("drain")
     shard = shard_for("drain", clicks_settings.shards)
     async with start_ingest() as ingest:
-        await eventually(lambda: ingest.answers("/readyz", 200), timeout=30)
+        await eventually(lambda: ingest.answers("/readyz", 200), "ingest ready (/readyz 200)", timeout=30)
 
         # 1. A lock on click_events stops the next batch inside its transaction, fetched and unacked.
         locker = await asyncpg.connect(database_url)
@@ -160,12 +163,12 @@ async def test_sigterm_drains_the_batch_in_hand_while_the_probes_answer(
                 info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
                 return bool(info.num_ack_pending)
 
-            await eventually(held)
+            await eventually(held, "a batch held unacked")
 
             # 2. SIGTERM: no longer ready at once, still alive while the batch is in hand. Alive is a
             #    state that must last, so it is watched for a second (uvicorn checks for exit every 0.1 s).
             ingest.proc.send_signal(signal.SIGTERM)
-            await eventually(lambda: ingest.answers("/readyz", 503))
+            await eventually(lambda: ingest.answers("/readyz", 503), "ingest unready after SIGTERM (/readyz 503)")
             for _ in range(5):
                 assert await ingest.status("/healthz") == 200
                 await asyncio.sleep(0.2)

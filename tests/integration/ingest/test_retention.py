@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 from tests.conftest import MakeLink
-from tests.integration.ingest.conftest import RunWorker, click, eventually
+from tests.integration.ingest.conftest import RunWorker, click
+from tests.polling import eventually
 
 from linkpulse.db.roles import SERVICE_ROLES
 from linkpulse.ingest.batch import click_row
@@ -177,7 +178,7 @@ async def test_worker_applies_retention_on_start_and_counts_it(
         return not await partitions(ingest_db) & set(aged["expired"])
 
     async with run_worker(LINKPULSE_INGEST_RETENTION_DAYS=str(DAYS)):
-        await eventually(expired_gone)
+        await eventually(expired_gone, "the expired partitions dropped")
     assert set(aged["kept"]) <= await partitions(ingest_db)
     assert dropped_total() - counted == len(aged["expired"])
 

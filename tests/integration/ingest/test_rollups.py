@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 from nats.js import JetStreamContext
-from tests.integration.ingest.conftest import CHROME, RunWorker, click, eventually, publish, stored
+from tests.integration.ingest.conftest import CHROME, RunWorker, click, publish, stored
+from tests.polling import eventually
 
 from linkpulse.ingest.batch import click_row
 from linkpulse.ingest.store import write_batch
@@ -54,7 +55,7 @@ async def test_rollups_match_the_known_mix(
     await publish(js, [click("other", other, ms(2025, 3, 10, 10, 15, 0))], clicks_settings.shards)
 
     async with run_worker(LINKPULSE_INGEST_BATCH_SIZE="2"):
-        await eventually(lambda: stored(db, js, clicks_settings, 6))
+        await eventually(lambda: stored(db, js, clicks_settings, 6), "6 clicks stored and acked")
 
     async def series(table: str) -> list[tuple[datetime, int, int]]:
         rows = await db.fetch(

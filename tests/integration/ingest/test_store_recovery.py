@@ -6,7 +6,8 @@ import asyncio
 
 import asyncpg
 from tests.conftest import MakeLink
-from tests.integration.ingest.conftest import click, eventually
+from tests.integration.ingest.conftest import click
+from tests.polling import eventually
 
 from linkpulse.db.errors import is_unavailable
 from linkpulse.ingest.batch import click_row
@@ -28,7 +29,7 @@ async def test_store_recovers_after_its_session_is_terminated(
             await db.execute("LOCK TABLE link_totals IN EXCLUSIVE MODE")
             storing = asyncio.create_task(store_batch(pool, rows, [], timeout=5))
             waiting = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted"
-            await eventually(lambda: db.fetchval(waiting, pid), timeout=10)
+            await eventually(lambda: db.fetchval(waiting, pid), "the store waiting on the lock", timeout=10)
             assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
             (failure,) = await asyncio.gather(storing, return_exceptions=True)
         assert isinstance(failure, BaseException) and is_unavailable(failure), repr(failure)

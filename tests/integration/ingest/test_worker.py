@@ -13,14 +13,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
-from tests.integration.ingest.conftest import (
-    RunWorker,
-    click,
-    consumers_idle,
-    eventually,
-    publish,
-    stored,
-)
+from tests.integration.ingest.conftest import RunWorker, click, consumers_idle, publish, stored
+from tests.polling import eventually
 
 from linkpulse.ids import shard_for
 from linkpulse.ingest.batch import prepare
@@ -55,7 +49,7 @@ async def test_publisher_retry_and_repacked_events_are_stored_once(
     assert not repacked.duplicate  # None or False: new to JetStream
 
     async with run_worker():
-        await eventually(lambda: stored(db, js, clicks_settings, 3))
+        await eventually(lambda: stored(db, js, clicks_settings, 3), "3 clicks stored and acked")
 
     assert await db.fetchval("SELECT count(DISTINCT id) FROM click_events") == 3
     assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 3
@@ -89,7 +83,7 @@ async def test_redelivery_after_a_committed_but_unacked_batch_counts_once(
     # 2. A real worker gets the redelivery: every event is a duplicate, so nothing is added twice.
     duplicates_before = _duplicates()
     async with run_worker():
-        await eventually(lambda: stored(db, js, clicks_settings, 4))
+        await eventually(lambda: stored(db, js, clicks_settings, 4), "4 clicks stored and acked")
     assert _duplicates() - duplicates_before == 4
     assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 4
     assert await db.fetchval("SELECT sum(clicks) FROM link_clicks_day WHERE link_id = $1", link_id) == 4
@@ -128,7 +122,7 @@ async def test_events_land_on_their_shard_and_two_workers_store_each_once(
 
     # 2. Two workers share the durable consumers; small batches make them interleave.
     async with run_worker(LINKPULSE_INGEST_BATCH_SIZE="3"), run_worker(LINKPULSE_INGEST_BATCH_SIZE="3"):
-        await eventually(lambda: stored(db, js, clicks_settings, 200))
+        await eventually(lambda: stored(db, js, clicks_settings, 200), "200 clicks stored and acked")
 
     totals = dict(await db.fetch("SELECT link_id, clicks FROM link_totals"))
     assert totals == expected
@@ -165,7 +159,7 @@ async def test_two_worker_processes_store_each_event_once(
         for proc in procs:
             await asyncio.wait_for(_until_line(proc, b"ingest.started"), 60)
         expected = await _publish_many_codes(js, make_link, clicks_settings, codes=20, per_code=10)
-        await eventually(lambda: stored(db, js, clicks_settings, 200), timeout=30)
+        await eventually(lambda: stored(db, js, clicks_settings, 200), "200 clicks stored and acked", timeout=30)
         assert dict(await db.fetch("SELECT link_id, clicks FROM link_totals")) == expected
         # SIGTERM is a clean stop: both finish, drain and exit 0.
         for proc in procs:
@@ -192,8 +186,8 @@ async def test_poison_message_is_kept_as_a_dead_letter_and_the_shard_moves_on(
     await publish(js, [click("poison", link_id) for _ in range(3)], clicks_settings.shards)
 
     async with run_worker():
-        await eventually(lambda: stored(db, js, clicks_settings, 5))
-        dead = await eventually(lambda: db.fetch("SELECT * FROM dead_letters"))
+        await eventually(lambda: stored(db, js, clicks_settings, 5), "5 clicks stored and acked")
+        dead = await eventually(lambda: db.fetch("SELECT * FROM dead_letters"), "a dead letter")
 
     [row] = dead
     assert (row["stream"], row["subject"], row["stream_seq"], row["msg_id"], row["payload"]) == (
@@ -224,14 +218,14 @@ async def test_postgres_outage_holds_the_batch_unacked_until_it_is_back(
     async with _database_down(postgres_server, name) as url:
         # 1. The worker starts anyway, keeps the batch in hand and acks nothing.
         async with run_worker(LINKPULSE_DATABASE_URL=url):
-            await eventually(lambda: _db_failed(2, before))
+            await eventually(lambda: _db_failed(2, before), "two more Postgres failures counted")
             info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
             # Held, not naked: the redelivery budget (max_deliver) is not spent during an outage.
             assert (info.num_ack_pending, info.num_redelivered) == (1, 0)
         # 2. Stopping during the outage hands the message back; a worker started after recovery stores it.
         async with _database_back(postgres_server, name) as conn:
             async with run_worker(LINKPULSE_DATABASE_URL=url):
-                await eventually(lambda: stored(conn, js, clicks_settings, 3))
+                await eventually(lambda: stored(conn, js, clicks_settings, 3), "3 clicks stored and acked")
             assert await conn.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 3
     assert await consumers_idle(js, clicks_settings)
 
@@ -283,8 +277,8 @@ async def test_message_postgres_rejects_is_dead_lettered_and_its_batch_mates_are
 
     # One batch: the whole transaction fails, then each message is retried alone.
     async with run_worker():
-        await eventually(lambda: stored(db, js, clicks_settings, 3))
-        dead = await eventually(lambda: db.fetch("SELECT stream_seq, error FROM dead_letters"))
+        await eventually(lambda: stored(db, js, clicks_settings, 3), "3 clicks stored and acked")
+        dead = await eventually(lambda: db.fetch("SELECT stream_seq, error FROM dead_letters"), "a dead letter")
 
     assert [r["stream_seq"] for r in dead] == [rejected.seq]
     assert "CheckViolationError" in dead[0]["error"]
@@ -316,11 +310,11 @@ async def test_clicks_that_come_while_a_small_batch_lingers_join_its_transaction
     # The pause outlasts the two publishes below by far; the test waits for events, never for the pause.
     async with run_worker(LINKPULSE_INGEST_LINGER="5"):
         await publish(js, [click("linger", link_id)], clicks_settings.shards)
-        await eventually(lambda: _held(js, shard, 1))
+        await eventually(lambda: _held(js, shard, 1), "the first click held, lingering")
         assert await db.fetchval("SELECT count(*) FROM click_events") == 0  # in hand, lingering
         for _ in range(2):
             await publish(js, [click("linger", link_id)], clicks_settings.shards)
-        await eventually(lambda: stored(db, js, clicks_settings, 3))
+        await eventually(lambda: stored(db, js, clicks_settings, 3), "3 clicks stored and acked")
     after = _batches()
     assert (after[0] - before[0], after[1] - before[1]) == (1, 3)  # one transaction for the three
 
@@ -336,7 +330,7 @@ async def test_a_batch_that_holds_batch_bytes_is_stored_without_lingering(
     # A linger of 120 s (capped at a third of the 60 s ack wait): only skipping it stores within the 15 s.
     async with run_worker(LINKPULSE_INGEST_LINGER="120", LINKPULSE_INGEST_BATCH_BYTES="1"):
         await publish(js, [click("full", link_id)], clicks_settings.shards)
-        await eventually(lambda: stored(db, js, clicks_settings, 1), timeout=15)
+        await eventually(lambda: stored(db, js, clicks_settings, 1), "1 click stored and acked", timeout=15)
 
 
 async def test_a_stop_while_lingering_stores_the_batch_in_hand(
@@ -350,7 +344,7 @@ async def test_a_stop_while_lingering_stores_the_batch_in_hand(
     shard = shard_for("linger-stop", clicks_settings.shards)
     async with run_worker(LINKPULSE_INGEST_LINGER="120"):  # run_worker allows the stop 15 s, not 20 or 120
         await publish(js, [click("linger-stop", link_id)], clicks_settings.shards)
-        await eventually(lambda: _held(js, shard, 1))
+        await eventually(lambda: _held(js, shard, 1), "the click held, lingering")
     assert await stored(db, js, clicks_settings, 1)  # stored and acked, not handed back to wait for redelivery
     assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", link_id) == 1
 
@@ -369,7 +363,7 @@ async def test_a_backlog_fills_its_batch_up_to_batch_bytes_without_lingering(
     # Fetches of 2 come back full, so more is waiting: the worker fetches on at once rather than pausing
     # the linger (120 s, capped at 20), and the ten messages make one transaction within the 15 s.
     async with run_worker(LINKPULSE_INGEST_BATCH_SIZE="2", LINKPULSE_INGEST_LINGER="120"):
-        await eventually(lambda: stored(db, js, clicks_settings, 10), timeout=15)
+        await eventually(lambda: stored(db, js, clicks_settings, 10), "10 clicks stored and acked", timeout=15)
     after = _batches()
     assert (after[0] - before[0], after[1] - before[1]) == (1, 10)
 
@@ -406,20 +400,16 @@ async def test_no_more_than_concurrent_stores_batches_are_in_postgres_at_once(
         async with run_worker(LINKPULSE_INGEST_CONCURRENT_STORES="2", LINKPULSE_INGEST_LINGER="0"):
             for code in codes:
                 await publish(js, [click(code, links[code])], clicks_settings.shards)
-            await eventually(lambda: _all_held(js, codes, clicks_settings.shards))
-            await eventually(lambda: _at_least(waiting_on_the_lock(), 2))
+            await eventually(lambda: _all_held(js, codes, clicks_settings.shards), "every shard holding its click")
+            await eventually(waiting_on_the_lock, "two stores waiting on the lock", accept=lambda n: n >= 2)
             # The third batch is fetched and held (kept alive), but waits for a slot outside Postgres.
             assert await waiting_on_the_lock() == 2
             await lock.rollback()
-            await eventually(lambda: stored(db, js, clicks_settings, 3))
+            await eventually(lambda: stored(db, js, clicks_settings, 3), "3 clicks stored and acked")
     finally:
         await blocker.close()
     for code in codes:
         assert await db.fetchval("SELECT clicks FROM link_totals WHERE link_id = $1", links[code]) == 1
-
-
-async def _at_least(count: Awaitable[int], least: int) -> bool:
-    return await count >= least
 
 
 async def _all_held(js: JetStreamContext, codes: list[str], shards: int) -> bool:
@@ -442,15 +432,15 @@ async def test_a_stop_during_an_outage_hands_back_batches_still_waiting_for_a_sl
     async with _database_down(postgres_server, name) as url:
         async with run_worker(LINKPULSE_DATABASE_URL=url, LINKPULSE_INGEST_CONCURRENT_STORES="1"):
             # One batch holds the slot and retries; the other two wait for it, held and kept alive.
-            await eventually(lambda: _db_failed(2, before))
-            await eventually(lambda: _all_held(js, codes, clicks_settings.shards))
+            await eventually(lambda: _db_failed(2, before), "two more Postgres failures counted")
+            await eventually(lambda: _all_held(js, codes, clicks_settings.shards), "every shard holding its click")
             at_stop = _db_errors()
         # The slot's holder may be mid-try when the stop comes; the two waiters never try a Postgres that
         # was away at the last try (a partitioned one would hold each for a connect or command timeout).
         assert _db_errors() - at_stop <= 1
         async with _database_back(postgres_server, name) as conn, run_worker(LINKPULSE_DATABASE_URL=url):
             # Within 15 s of a 60 s ack wait: all three were handed back (naked), none left to time out.
-            await eventually(lambda: stored(conn, js, clicks_settings, 3), timeout=15)
+            await eventually(lambda: stored(conn, js, clicks_settings, 3), "3 clicks stored and acked", timeout=15)
 
 
 async def test_a_linger_longer_than_a_third_of_the_ack_wait_is_cut_to_it(
@@ -466,6 +456,6 @@ async def test_a_linger_longer_than_a_third_of_the_ack_wait_is_cut_to_it(
     # ack wait: with 3 s, a linger of 120 s pauses 1 s, and the click is stored well within the 15 s.
     async with run_worker(LINKPULSE_INGEST_LINGER="120", LINKPULSE_CLICKS_ACK_WAIT="3"):
         await publish(js, [click("capped", link_id)], clicks_settings.shards)
-        await eventually(lambda: stored(db, js, clicks_settings, 1), timeout=15)
+        await eventually(lambda: stored(db, js, clicks_settings, 1), "1 click stored and acked", timeout=15)
     info = await js.consumer_info(CLICKS_STREAM, ingest_durable(shard))
     assert (info.config.ack_wait, info.num_redelivered) == (3.0, 0)

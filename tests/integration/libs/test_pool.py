@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import asyncpg
 import pytest
+from tests.polling import eventually
 
 from linkpulse.db.pool import create_pool
 from linkpulse.settings import DatabaseSettings
@@ -22,10 +20,10 @@ async def test_a_transaction_left_idle_is_ended_by_postgres(database_url: str, d
             await tx.start()
             await conn.execute("SELECT 1")
             # Nothing more is sent, as from a process frozen mid-transaction: Postgres ends the session.
-            deadline = time.monotonic() + 10
-            while await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-                assert time.monotonic() < deadline, "the idle transaction was never ended"
-                await asyncio.sleep(0.05)  # polling pg_stat_activity: nothing announces the end of a session
+            # Polling pg_stat_activity: nothing announces the end of a session.
+            sessions = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+            await eventually(lambda: db.fetchval(sessions, pid), "the idle transaction ended", timeout=10,
+                             accept=lambda n: n == 0, interval=0.05)  # fmt: skip
             with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
                 await conn.execute("SELECT 1")
     finally:

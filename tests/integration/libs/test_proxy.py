@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -97,7 +96,6 @@ async def test_controls_from_async_code(proxy: FaultProxy) -> None:
         await client.ping()
     proxy.blackhole(False)
     proxy.cut()
-    await asyncio.sleep(0.05)
     # The pool notices the closed connection and opens a new one through the proxy.
     assert await client.ping()
     await client.aclose()

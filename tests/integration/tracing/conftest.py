@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
+from tests.polling import eventually
 
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.worker import IngestWorker
@@ -48,11 +49,8 @@ class SpanLog(SpanProcessor):
 
     async def wait_for(self, found: Callable[[Sequence[ReadableSpan]], Any], timeout: float = 15.0) -> Any:
         """Wait until `found(finished spans)` is truthy, woken by each span that ends; return its value."""
-        async with asyncio.timeout(timeout):
-            while not (result := found(self.spans)):
-                self._ended.clear()
-                await self._ended.wait()
-        return result
+        what = f"spans: {found.__name__}"
+        return await eventually(lambda: found(self.spans), what, timeout=timeout, wake=self._ended)
 
 
 def traced(ratio: float) -> tuple[Tracing, SpanLog]:

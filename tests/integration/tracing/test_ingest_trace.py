@@ -10,8 +10,9 @@ import asyncpg
 from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import ReadableSpan
 from tests.conftest import TEST_SHARDS, MakeLink
-from tests.integration.ingest.conftest import click, eventually, publish
+from tests.integration.ingest.conftest import click, publish
 from tests.integration.tracing.conftest import traced
+from tests.polling import eventually
 
 from linkpulse.events import ClickBatch, encode
 from linkpulse.ids import new_event_id, shard_for
@@ -60,7 +61,7 @@ async def test_a_batch_without_traced_clicks_at_ratio_zero_records_nothing(
     link_id = await make_link("plain1")
     await publish(nats_js, [click("plain1", link_id) for _ in range(3)], TEST_SHARDS)
     async with run_ingest(tracing):
-        await eventually(lambda: db.fetchval("SELECT count(*) = 3 FROM click_events"))
+        await eventually(lambda: db.fetchval("SELECT count(*) = 3 FROM click_events"), "3 clicks stored")
     # Neither the batch nor its queries, nor the partition upkeep's (client spans outside any trace).
     assert log.started == 0 and not log.spans
     assert tracing.provider is not None

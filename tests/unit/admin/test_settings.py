@@ -40,13 +40,9 @@ def test_admin_variables_are_read() -> None:
     assert settings.admin.short_url("abc") == "https://Lp.Example.com/abc"
 
 
-def test_relay_and_fault_settings() -> None:
-    defaults = AdminSettings.from_env({}).admin
-    assert (defaults.relay_interval, defaults.fault_exit_after_commit) == (1.0, False)
-    set_ = AdminSettings.from_env(
-        {"LINKPULSE_ADMIN_RELAY_INTERVAL": "0.25", "LINKPULSE_ADMIN_FAULT_EXIT_AFTER_COMMIT": "true"}
-    ).admin
-    assert (set_.relay_interval, set_.fault_exit_after_commit) == (0.25, True)
+def test_relay_settings() -> None:
+    assert AdminSettings.from_env({}).admin.relay_interval == 1.0
+    assert AdminSettings.from_env({"LINKPULSE_ADMIN_RELAY_INTERVAL": "0.25"}).admin.relay_interval == 0.25
     with pytest.raises(SettingsError, match="LINKPULSE_ADMIN_RELAY_INTERVAL"):
         AdminSettings.from_env({"LINKPULSE_ADMIN_RELAY_INTERVAL": "0"})
 
@@ -73,7 +69,6 @@ def test_env_names_cover_every_group() -> None:
         "LINKPULSE_ADMIN_ALLOW_PRIVATE_TARGETS",
         "LINKPULSE_ADMIN_MAX_BODY_BYTES",
         "LINKPULSE_ADMIN_RELAY_INTERVAL",
-        "LINKPULSE_ADMIN_FAULT_EXIT_AFTER_COMMIT",
         "LINKPULSE_ADMIN_AUTH_FAILURES",
         "LINKPULSE_ADMIN_AUTH_FAILURE_WINDOW",
         "LINKPULSE_ADMIN_BULK_CONCURRENCY",

@@ -9,10 +9,11 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "StartError", "free_port", "pid_alive", "stop_pid", "wait_until"]
+__all__ = ["ManagedProcess", "StartError", "free_port", "http_ok", "pid_alive", "port_open", "stop_pid", "wait_until"]
 
 
 class StartError(RuntimeError):
@@ -31,6 +32,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
     return False
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when a GET of `url` answers 200 within `timeout` seconds (refused, timed out or 503: False)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except OSError:  # URLError and HTTPError are OSErrors
+        return False
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

@@ -47,6 +47,13 @@ class _Link:
         for task in self.tasks:
             task.cancel()
 
+    async def closed(self) -> None:
+        """Wait until both sides' sockets are closed (an abort closes them on the loop's next turn)."""
+        for writer in (self.client_writer, self.target_writer):
+            if writer is not None:
+                with contextlib.suppress(Exception):  # a side lost to an error re-raises it here
+                    await writer.wait_closed()
+
 
 class FaultProxy:
     """TCP proxy on 127.0.0.1 (a free port) to `target_host:target_port`, with faults on demand."""
@@ -87,8 +94,12 @@ class FaultProxy:
         self._call(self._set_blackhole, on)
 
     def cut(self) -> None:
-        """Close every current connection, both sides (new connections are still accepted)."""
-        self._call(self._cut)
+        """Close every current connection, both sides (new connections are still accepted).
+
+        Returns once their sockets are closed, so a client's next read already finds the end of its stream.
+        """
+        assert self._loop is not None and threading.current_thread() is not self._thread, "proxy not started"
+        asyncio.run_coroutine_threadsafe(self._cut_closed(), self._loop).result(timeout=CONTROL_TIMEOUT)
 
     def stop(self) -> None:
         """Close the listener and every connection, stop the loop and join the thread (bounded)."""
@@ -157,10 +168,15 @@ class FaultProxy:
         else:
             self._open.set()
 
-    def _cut(self) -> None:
+    def _cut(self) -> set[_Link]:
         links, self._links = self._links, set()
         for link in links:
             link.abort()
+        return links
+
+    async def _cut_closed(self) -> None:
+        for link in self._cut():
+            await link.closed()
 
     async def _shutdown(self) -> None:
         if self._server is not None:

@@ -8,8 +8,6 @@ import secrets
 import signal
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +15,21 @@ from pathlib import Path
 from linkpulse.db.migrate import migrate
 from linkpulse.db.roles import login_role
 from linkpulse.localstack.access import REDIS_OPERATOR, REDIS_USERS, stored_passwords, with_userinfo
-from linkpulse.localstack.process import ManagedProcess, StartError, free_port, pid_alive, port_open, stop_pid
+from linkpulse.localstack.process import (
+    ManagedProcess,
+    StartError,
+    free_port,
+    http_ok,
+    pid_alive,
+    port_open,
+    stop_pid,
+)
 from linkpulse.localstack.servers import NatsServer, PostgresServer, RedisServer
 from linkpulse.messaging.permissions import SERVICE_USERS, SETUP_USER
 from linkpulse.messaging.streams import ensure_streams_at
 from linkpulse.settings import StreamsSettings, from_env
 
-__all__ = ["Stack", "StackInfo", "down", "read_info"]
+__all__ = ["SERVICE_START_TIMEOUT", "Stack", "StackInfo", "down", "read_info", "service_argv", "service_ready"]
 
 SERVICES = ("redirect", "admin", "ingest")
 # Services stop first (redirect drains its publisher into NATS), then the servers they need.
@@ -252,14 +258,12 @@ class Stack:
 
     def _spawn(self, name: str, admin_key: str) -> None:
         log_path = self.logs / f"{name}.log" if self.quiet_services else None
-        argv = [sys.executable, "-m", f"linkpulse.{name}"]
         env = self.service_envs(admin_key)[name]
-        self.services[name] = ManagedProcess(name, argv, log_path=log_path, env=env).start()
+        self.services[name] = ManagedProcess(name, service_argv(name), log_path=log_path, env=env).start()
 
     def _wait_service_ready(self, name: str) -> None:
-        # The same readiness the chart's probes use: ingest is ready once every shard's consumer is bound.
         port = {"ingest": self.ingest_port, "admin": self.admin_port, "redirect": self.redirect_port}[name]
-        self.services[name].wait_ready(lambda: _http_ready(port), SERVICE_START_TIMEOUT)
+        self.services[name].wait_ready(lambda: service_ready(port), SERVICE_START_TIMEOUT)
 
     def _stored_admin_key(self) -> str:
         # Kept in the state folder so the key survives a restart; readable by this user only.
@@ -299,9 +303,14 @@ def _port_or_free(port: int) -> int:
     return free_port()
 
 
-def _http_ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+def service_argv(service: str) -> list[str]:
+    """How a service process runs: `python -m linkpulse.<service>` with this interpreter."""
+    return [sys.executable, "-m", f"linkpulse.{service}"]
+
+
+def service_ready(port: int) -> bool:
+    """True when the service whose HTTP (ingest: probe) port is `port` answers /readyz with 200.
+
+    The readiness the chart's probes use: ingest is ready once every shard's consumer is bound.
+    """
+    return http_ok(f"http://127.0.0.1:{port}/readyz")

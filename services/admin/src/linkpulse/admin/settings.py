@@ -43,8 +43,6 @@ class AdminOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Largest request body in bytes (1 MiB); bigger ones get 413 before any parsing."""
     relay_interval: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     """Seconds between outbox relay passes (one runs at startup too): how long an unpublished change can wait."""
-    fault_exit_after_commit: bool = False
-    """TEST ONLY: exit with status 70 right after a link change commits, before Redis and NATS (outbox test)."""
     auth_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
     """Failed authentications one client IP may make per window (10); then 429 until the window ends."""
     auth_failure_window: Annotated[float, msgspec.Meta(gt=0)] = 300.0

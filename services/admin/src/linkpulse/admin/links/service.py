@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -27,7 +25,6 @@ from linkpulse.messaging.types import JetStreamContext
 from linkpulse.validation import InvalidInput, could_be_code, validate_code, validate_expiry
 
 __all__ = [
-    "FAULT_EXIT_STATUS",
     "CodeTaken",
     "InvalidInput",
     "LinkService",
@@ -41,8 +38,6 @@ _CODE_ATTEMPTS = 5
 # The event waits in the outbox if NATS is slow; a request should not wait long for it.
 _PUBLISH_TIMEOUT = 1.0
 _CODE_CONSTRAINT = "links_code_key"
-# Exit status of the test-only fault point (EX_SOFTWARE), so a test can tell it from a crash.
-FAULT_EXIT_STATUS = 70
 
 _LINK_COLUMNS = (
     "l.id, l.code, l.url, l.redirect_type, l.active, l.expires_at, l.max_clicks, l.tags, l.title,"
@@ -243,8 +238,6 @@ class LinkService:
         Whatever fails here, the change is stored and its outbox row stays pending until the relay
         (see `linkpulse.admin.outbox`) publishes it and rewrites Redis.
         """
-        if self._options.fault_exit_after_commit:
-            _exit_after_commit(event)
         try:
             # Before the publish: a pod evicting on the event must find the new record in Redis.
             if not await self._records.write(record):
@@ -342,11 +335,3 @@ def created_event(row: Mapping[str, Any]) -> LinkChanged:
 def _escape_like(text: str) -> str:
     # `q` is a literal substring: its %, _ and \ must not act as LIKE wildcards.
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _exit_after_commit(event: LinkChanged) -> None:
-    """Test-only fault point: die as a crash would, after the commit and before Redis and NATS."""
-    log.warning("fault.exit_after_commit", code=event.code, event_id=event.id, status=FAULT_EXIT_STATUS)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(FAULT_EXIT_STATUS)
