@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 import nats
 import pytest
 import uvicorn
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 from tests.conftest import serving
@@ -55,19 +56,22 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     await nc.close()
 
 
-ServeAdmin = Callable[[AdminSettings], AbstractAsyncContextManager[int]]
+ServeAdmin = Callable[[AdminSettings | Litestar], AbstractAsyncContextManager[int]]
 
 
 @pytest.fixture
 def serve_admin() -> ServeAdmin:
-    """Run the admin app under a real uvicorn server on a free port (real sockets, peer 127.0.0.1); yields the port."""
+    """Run the admin app (or one made of the settings) under a real uvicorn server on a free port (real sockets,
+    peer 127.0.0.1); yields the port."""
 
     @contextlib.asynccontextmanager
-    async def serve(settings: AdminSettings) -> AsyncIterator[int]:
+    async def serve(app: AdminSettings | Litestar) -> AsyncIterator[int]:
         port = free_port()
         # proxy_headers off as in linkpulse.web.server: forwarded headers are the app's to believe or not.
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, lifespan="on",
-                                log_level="warning", proxy_headers=False)  # fmt: skip
+        app = app if isinstance(app, Litestar) else create_app(app)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", proxy_headers=False
+        )
         async with serving(config):
             yield port
 

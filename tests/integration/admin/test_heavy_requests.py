@@ -16,7 +16,10 @@ import asyncpg
 import httpx
 import msgspec
 from tests.integration.admin.conftest import ServeAdmin
+from tests.polling import eventually
 
+from linkpulse.admin.app import create_app
+from linkpulse.admin.limits import RequestLimits
 from linkpulse.admin.links.bulk import MAX_ROWS
 from linkpulse.admin.settings import AdminSettings
 
@@ -107,7 +110,8 @@ async def test_a_client_that_stops_reading_an_export_holds_nothing_and_is_cut(
 async def test_bulk_uploads_beyond_the_bound_get_503_while_one_is_under_way(
     admin_settings: AdminSettings, admin_key: str, serve_admin: ServeAdmin
 ) -> None:
-    settings = _settings(admin_settings, bulk_concurrency=1)
+    app = create_app(_settings(admin_settings, bulk_concurrency=1))
+    limits: RequestLimits = app.state.limits
     auth = {"Authorization": f"Bearer {admin_key}"}
     body = msgspec.json.encode([{"url": f"https://example.com/{i}"} for i in range(3)])
     head = (
@@ -115,18 +119,14 @@ async def test_bulk_uploads_beyond_the_bound_get_503_while_one_is_under_way(
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     async with (
-        serve_admin(settings) as port,
+        serve_admin(app) as port,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
     ):
         # A first upload whose body is still on its way holds the one slot.
         with _raw(port, head + body[:5], rcvbuf=65536) as slow:
-            deadline = time.monotonic() + 10
-            while (
-                answer := await http.post(BULK, content=body, headers={**auth, "Content-Type": "application/json"})
-            ).status_code != 503:
-                assert answer.status_code == 201 and time.monotonic() < deadline
-                # Not refused: the slow one had not reached its handler yet. Clear those links and retry.
-                await asyncio.sleep(0.05)
+            await eventually(lambda: limits.bulk.held, "the slow upload holding the bulk slot", timeout=10)
+            answer = await http.post(BULK, content=body, headers={**auth, "Content-Type": "application/json"})
+            assert answer.status_code == 503
             assert int(answer.headers["retry-after"]) > 0
             assert answer.json() == {"status": 503, "detail": answer.json()["detail"]}
             assert "at most 1" in answer.json()["detail"]

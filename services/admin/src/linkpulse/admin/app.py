@@ -51,7 +51,8 @@ def create_app(settings: AdminSettings | None = None, tracing: Tracing | None = 
             partial(outbox_relay, settings),  # needs all three; stops first
         ],
         plugins=[ServicePlugin(), *tracing.server_plugins()],
-        state=State({"settings": settings, "readiness": database_ready}),
+        # `limits` in the state too: the one object, so a test can see a slot taken.
+        state=State({"settings": settings, "readiness": database_ready, "limits": limits}),
         dependencies={"limits": Provide(lambda: limits, sync_to_thread=False, use_cache=True)},
         exception_handlers={ValidationException: validation_error_handler},
         request_max_body_size=settings.admin.max_body_bytes,
