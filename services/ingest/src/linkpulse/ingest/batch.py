@@ -1,4 +1,4 @@
-"""From fetched NATS messages to rows for `click_events` and dead letters for what cannot be decoded."""
+"""From fetched messages to rows for `click_events` and dead letters for what cannot be decoded."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from nats.aio.msg import Msg
-
 from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, country_code, decode_click_batch
-from linkpulse.ingest.enrich import (
-    clean_text,
-    enrich_user_agent,
-    normalize_ip,
-    referrer_host,
-)
+from linkpulse.ingest.enrich import clean_text, enrich_user_agent, normalize_ip, referrer_host
+from linkpulse.messaging.consume import Message
 
 __all__ = [
     "MAX_TS",
@@ -41,7 +35,7 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 
 class ClickRow(NamedTuple):
-    """One `click_events` row, in column order, as ingest stages it (`store.STAGE`): Postgres converts id and ts."""
+    """One `click_events` row, in column order, as ingest stages it: `store.STAGE` is built from these fields."""
 
     id: str
     """The event id in canonical text form; cast to uuid in Postgres."""
@@ -76,7 +70,7 @@ class DeadLetter(NamedTuple):
 class MessageRows(NamedTuple):
     """What one message turned into: its rows, or a dead letter (then `rows` is empty)."""
 
-    msg: Msg
+    msg: Message
     rows: list[ClickRow]
     dead_letter: DeadLetter | None
 
@@ -88,10 +82,6 @@ class PreparedBatch:
     items: list[MessageRows] = field(default_factory=list)
     traceparents: list[str] = field(default_factory=list)
     """Trace contexts the clicks carry (only traced ones have one): the batch span links to them."""
-
-    @property
-    def messages(self) -> list[Msg]:
-        return [item.msg for item in self.items]
 
     @property
     def rows(self) -> list[ClickRow]:
@@ -141,7 +131,7 @@ def event_id(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-def dead_letter(msg: Msg, error: str) -> DeadLetter:
+def dead_letter(msg: Message, error: str) -> DeadLetter:
     """A dead letter for `msg`, keyed by its stream sequence so a redelivery is stored once."""
     meta = msg.metadata
     return DeadLetter(
@@ -155,7 +145,7 @@ def dead_letter(msg: Msg, error: str) -> DeadLetter:
     )
 
 
-def prepare(msgs: list[Msg]) -> PreparedBatch:
+def prepare(msgs: list[Message]) -> PreparedBatch:
     """Decode and enrich every message; a message that fails either becomes a dead letter, whole.
 
     Dead-lettering the whole envelope (not just its bad event) keeps the raw bytes intact for replay.
