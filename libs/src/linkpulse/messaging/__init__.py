@@ -1,1 +1,1 @@
-"""All nats-py calls live here: connections, stream and consumer definitions, publishing."""
+"""All nats-py calls live here: connections, stream and consumer definitions, publishing, consuming."""
