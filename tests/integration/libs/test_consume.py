@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from linkpulse.messaging.consume import (
     ConsumerUnavailable,
+    Message,
     PullConsumer,
     ack_all,
     backlog,
@@ -50,6 +51,13 @@ async def pending(nc: Client) -> tuple[int, int, int]:
     return info.num_pending, info.num_ack_pending, info.num_redelivered
 
 
+async def after_acking(nc: Client, msgs: list[Message]) -> tuple[int, int, int]:
+    """`pending` once every message of `msgs` is acked and the acks have reached the server."""
+    await ack_all(msgs)
+    await nc.flush()
+    return await pending(nc)
+
+
 async def test_a_fetch_on_an_idle_consumer_is_empty_not_an_error(nc: Client, clicks_settings: ClicksSettings) -> None:
     consumer = await bound(nc, clicks_settings)
     started = time.monotonic()
@@ -67,9 +75,7 @@ async def test_fetch_and_ack_all_leave_nothing_pending(nc: Client, clicks_settin
     await ack_all(msgs)
     rest = await consumer.fetch(10, 1.0)
     assert len(rest) == 2 and backlog(rest) == 0 and backlog([]) == 0
-    await ack_all(rest)
-    await nc.flush()
-    assert await pending(nc) == (0, 0, 0)
+    assert await after_acking(nc, rest) == (0, 0, 0)
     await consumer.close()
 
 
@@ -127,9 +133,7 @@ async def test_a_batch_kept_alive_outlives_its_ack_wait_without_a_redelivery(nc:
     async with consumer.kept_alive(msgs):
         await asyncio.sleep(2.5)  # two and a half ack waits: without in_progress() all three come back
     assert await pending(nc) == (0, 3, 0)
-    await ack_all(msgs)
-    await nc.flush()
-    assert await pending(nc) == (0, 0, 0)
+    assert await after_acking(nc, msgs) == (0, 0, 0)
     await consumer.close()
 
 
