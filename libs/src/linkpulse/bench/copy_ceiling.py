@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-__all__ = ["CHUNK_ROWS", "CopyCeiling", "copy_ceiling"]
+__all__ = ["CHUNK_ROWS", "SCRATCH", "CopyCeiling", "copy_ceiling", "create_scratch"]
 
 CHUNK_ROWS = 32_000
 """Rows per COPY, each its own transaction: about what one ingest batch of `batch_bytes` (8 MB) holds."""
@@ -25,6 +25,12 @@ CREATE TABLE {SCRATCH} (LIKE click_events INCLUDING DEFAULTS INCLUDING CONSTRAIN
 _PAGE = """
 SELECT * FROM click_events WHERE link_id = ANY($1::bigint[]) AND id > $2 ORDER BY id LIMIT $3
 """
+
+
+async def create_scratch(conn: asyncpg.Connection) -> str:
+    """(Re)create the empty scratch copy of click_events; returns its name."""
+    await conn.execute(_CREATE)
+    return SCRATCH
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ async def copy_ceiling(database_url: str, link_ids: list[int], chunk: int = CHUN
     reader = await asyncpg.connect(database_url)
     writer = await asyncpg.connect(database_url)
     try:
-        await writer.execute(_CREATE)
+        await create_scratch(writer)
         rows, seconds, after = 0, 0.0, uuid.UUID(int=0)
         while page := await reader.fetch(_PAGE, link_ids, after, chunk):
             started = time.perf_counter()
