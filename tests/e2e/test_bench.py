@@ -97,6 +97,19 @@ def test_ingest_mode_drains_pre_published_events_and_reports_its_rate(tmp_path: 
     assert "events: round robin over the 50 links, the worst case for the rollups" in " ".join(report["notes"])
 
 
+def test_ingest_mode_compares_its_rate_with_a_raw_copy_of_the_same_rows(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = bench("ingest", "--links", "20", "--events", "2000", "--json", str(out), "--dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    # The same rows, every one ingest stored, COPYed straight into a scratch click_events.
+    assert report["copy_ceiling"]["rows"] == report["stored"]["rows"] == 2000
+    assert report["copy_ceiling"]["rows_per_s"] > 0
+    ratio = report["ingest_events_per_s"] / report["copy_ceiling"]["rows_per_s"]
+    assert report["ingest_ratio_to_copy"] == pytest.approx(ratio, rel=1e-3)
+    assert "raw COPY rows/s (same rows)" in result.stdout and "ingest ratio to raw COPY" in result.stdout
+
+
 @needs_wrk
 def test_stats_mode_seeds_one_link_and_measures_its_stats_endpoint(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"

@@ -77,7 +77,7 @@ def test_garbage_becomes_a_dead_letter_with_its_raw_bytes() -> None:
     )
     assert dead.error.startswith("DecodeError")
     # Both messages stay in the batch: both are acked after the commit.
-    assert [m.metadata.sequence.stream for m in batch.messages] == [10, 11]
+    assert [item.msg.metadata.sequence.stream for item in batch.items] == [10, 11]
 
 
 def test_envelope_with_an_unstorable_event_is_dead_lettered_whole() -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from linkpulse.bench.copy_ceiling import CopyCeiling
 from linkpulse.bench.counts import Published, Stored
 from linkpulse.bench.report import BenchReport
 from linkpulse.bench.run import BenchOptions
@@ -84,3 +85,17 @@ def test_options_report_the_event_count_the_mode_runs_with() -> None:
     assert BenchOptions(mode="stats").resolved().events == 10_000_000
     assert BenchOptions(mode="ingest", events=3000).resolved().events == 3000
     assert BenchOptions(mode="redirect").resolved().events == 0  # publishes nothing beforehand
+
+
+def test_ingest_rate_is_reported_as_a_share_of_the_raw_copy_of_the_same_rows() -> None:
+    report = BenchReport(mode="ingest", options={"mode": "ingest"})
+    report.ingest_events_per_s = 45_000.0
+    assert report.ingest_ratio is None  # no ceiling measured (--no-ceiling): no ratio, never a made-up one
+    report.copy_ceiling = CopyCeiling(rows=2_000_000, seconds=40.0)
+    assert report.copy_ceiling.rows_per_s == 50_000.0 and report.ingest_ratio == pytest.approx(0.9)
+    figures = json.loads(report.to_json())
+    assert figures["copy_ceiling"] == {"rows": 2_000_000, "seconds": 40.0, "rows_per_s": 50_000.0}
+    assert figures["ingest_ratio_to_copy"] == 0.9
+    table = report.table().splitlines()
+    lines = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in table if "  " in line}
+    assert lines["raw COPY rows/s (same rows)"] == "50,000" and lines["ingest ratio to raw COPY"] == "0.900"

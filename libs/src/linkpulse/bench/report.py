@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 
+from linkpulse.bench.copy_ceiling import CopyCeiling
 from linkpulse.bench.counts import Published, Stored
 from linkpulse.bench.wrk import WrkResult
 
@@ -48,6 +49,12 @@ def _load(result: WrkResult | None) -> dict[str, Any] | None:
     }
 
 
+def _copy(ceiling: CopyCeiling | None) -> dict[str, Any] | None:
+    if ceiling is None:
+        return None
+    return {"rows": ceiling.rows, "seconds": round(ceiling.seconds, 3), "rows_per_s": round(ceiling.rows_per_s, 1)}
+
+
 @dataclass
 class BenchReport:
     """Everything one `linkpulse bench` run measured; `checks` are what it claims."""
@@ -63,6 +70,8 @@ class BenchReport:
     lag_s: float | None = None
     backlog_at_end: int | None = None
     ingest_events_per_s: float | None = None
+    copy_ceiling: CopyCeiling | None = None
+    """The ingest mode's ceiling: the same rows COPYed straight into a scratch copy of click_events."""
     memory_mb: dict[str, dict[str, float]] = field(default_factory=dict)
     cached_links: list[int] | None = None
     """Links cached per redirect worker at the end (distinct values its /metrics showed)."""
@@ -75,6 +84,13 @@ class BenchReport:
         if self.load is None or self.ceiling is None or not self.ceiling.rps:
             return None
         return self.load.rps / self.ceiling.rps
+
+    @property
+    def ingest_ratio(self) -> float | None:
+        """Ingest's events/s as a share of the raw COPY of the same rows, measured in the same run."""
+        if self.ingest_events_per_s is None or self.copy_ceiling is None or not self.copy_ceiling.rows_per_s:
+            return None
+        return self.ingest_events_per_s / self.copy_ceiling.rows_per_s
 
     @property
     def ok(self) -> bool:
@@ -97,6 +113,8 @@ class BenchReport:
             "ingest_lag_s": round(self.lag_s, 3) if self.lag_s is not None else None,
             "ingest_backlog_at_end": self.backlog_at_end,
             "ingest_events_per_s": round(self.ingest_events_per_s, 1) if self.ingest_events_per_s is not None else None,
+            "copy_ceiling": _copy(self.copy_ceiling),
+            "ingest_ratio_to_copy": round(self.ingest_ratio, 4) if self.ingest_ratio is not None else None,
             "peak_memory_mb": self.memory_mb,
             "cached_links_per_worker": self.cached_links,
             "checks": [check.__dict__ for check in self.checks],
@@ -134,6 +152,9 @@ class BenchReport:
             ]
         if self.ingest_events_per_s is not None:
             rows += [("ingest events/s", f"{self.ingest_events_per_s:,.0f}")]
+        if self.copy_ceiling is not None:
+            rows += [("raw COPY rows/s (same rows)", f"{self.copy_ceiling.rows_per_s:,.0f}")]
+            rows += [("ingest ratio to raw COPY", f"{self.ingest_ratio:.3f}" if self.ingest_ratio is not None else "-")]
         if self.lag_s is not None:
             rows += [("ingest lag at the end", f"{self.lag_s:.2f} s")]
         if self.backlog_at_end is not None:

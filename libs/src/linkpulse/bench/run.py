@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from linkpulse.bench.copy_ceiling import CHUNK_ROWS, copy_ceiling
 from linkpulse.bench.counts import (
     ingest_backlog,
     published_events,
@@ -282,6 +283,19 @@ class _Run:
         self.report.ingest_events_per_s = rate
         self.memory("ingest")
         self.report.lag_s = self.count_exactly_once(seq, wait=True)
+        self.copy_ceiling()
+
+    def copy_ceiling(self) -> None:
+        """Ingest's ceiling: the rows it stored, COPYed straight into a scratch click_events by one connection."""
+        if not self.options.ceiling:
+            self.report.notes.append("raw COPY ceiling not measured (--no-ceiling)")
+            return
+        assert self.stack is not None
+        self.stack.stop_service("ingest")  # idle by now; stopped so that the COPY has the machine to itself
+        _log("measuring the ceiling: a raw COPY of the same rows")
+        self.report.copy_ceiling = asyncio.run(copy_ceiling(self.info.database_url, [i for _, i in self.links]))
+        self.report.notes.append(f"raw COPY ceiling: the rows ingest stored, {CHUNK_ROWS:,} per COPY and "
+                                 "transaction, into a scratch copy of click_events (its indexes included)")  # fmt: skip
 
     def stats(self) -> None:
         """Latency of GET /api/v1/links/{code}/stats for one link holding many events (a week of history)."""

@@ -1,3 +1,3 @@
 """All nats-py calls live here: connections, streams and consumers as data, publishing (LinkChanged too),
-following LINKS, the types and errors callers name, read-only inspection for the bench, NATS users'
-permissions and trace context."""
+pull consuming (ingest's shards), following LINKS, the types and errors callers name, read-only inspection
+for the bench, NATS users' permissions and trace context."""

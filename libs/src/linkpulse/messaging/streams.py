@@ -25,7 +25,7 @@ __all__ = [
     "LINKS_SUBJECTS",
     "click_subject",
     "clicks_stream",
-    "consumer_is_pulling",
+    "ensure_consumers",
     "ensure_streams",
     "ensure_streams_at",
     "ingest_consumer",
@@ -116,8 +116,16 @@ async def ensure_streams(js: JetStreamContext, settings: ClicksSettings) -> None
             log.info("stream.created", stream=config.name)
         else:
             await js.update_stream(config)
+    await ensure_consumers(js, settings)
+
+
+async def ensure_consumers(js: JetStreamContext, settings: ClicksSettings) -> None:
+    """Create or update every shard's `ingest-<shard>` consumer, never the stream; ingest runs it on start.
+
+    add_consumer with an unchanged config is a no-op on the server, and updates a changed one, so every
+    ingest pod may run it as well as the streams job. The stream's limits belong to the job alone.
+    """
     for shard in range(settings.shards):
-        # add_consumer with an unchanged config is a no-op on the server, and updates a changed one.
         await js.add_consumer(CLICKS_STREAM, ingest_consumer(shard, settings.ack_wait))
 
 
@@ -126,20 +134,5 @@ async def ensure_streams_at(nats_url: str, settings: ClicksSettings) -> None:
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
         await ensure_streams(nc.jetstream(), settings)
-    finally:
-        await nc.close()
-
-
-async def consumer_is_pulling(nats_url: str, durable: str) -> bool:
-    """True when some process has a pull request waiting on `durable`: an ingest worker is up."""
-    try:
-        nc = await nats.connect(nats_url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
-    except Exception:  # not reachable yet: not ready
-        return False
-    try:
-        info = await nc.jetstream().consumer_info(CLICKS_STREAM, durable)
-        return bool(info.num_waiting)
-    except Exception:
-        return False
     finally:
         await nc.close()

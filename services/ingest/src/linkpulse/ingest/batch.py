@@ -1,21 +1,16 @@
-"""From fetched NATS messages to rows for `click_events` and dead letters for what cannot be decoded."""
+"""From fetched messages to rows for `click_events` and dead letters for what cannot be decoded."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
-from nats.aio.msg import Msg
-
 from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, country_code, decode_click_batch
-from linkpulse.ingest.enrich import (
-    clean_text,
-    enrich_user_agent,
-    normalize_ip,
-    referrer_host,
-)
+from linkpulse.ingest.enrich import clean_text, enrich_user_agent, normalize_ip, referrer_host
+from linkpulse.messaging.consume import Message
 
 __all__ = [
     "MAX_TS",
@@ -41,7 +36,7 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 
 class ClickRow(NamedTuple):
-    """One `click_events` row, in column order, as ingest stages it (`store.STAGE`): Postgres converts id and ts."""
+    """One `click_events` row, in column order, as ingest stages it: `store.STAGE` is built from these fields."""
 
     id: str
     """The event id in canonical text form; cast to uuid in Postgres."""
@@ -76,7 +71,7 @@ class DeadLetter(NamedTuple):
 class MessageRows(NamedTuple):
     """What one message turned into: its rows, or a dead letter (then `rows` is empty)."""
 
-    msg: Msg
+    msg: Message
     rows: list[ClickRow]
     dead_letter: DeadLetter | None
 
@@ -88,10 +83,6 @@ class PreparedBatch:
     items: list[MessageRows] = field(default_factory=list)
     traceparents: list[str] = field(default_factory=list)
     """Trace contexts the clicks carry (only traced ones have one): the batch span links to them."""
-
-    @property
-    def messages(self) -> list[Msg]:
-        return [item.msg for item in self.items]
 
     @property
     def rows(self) -> list[ClickRow]:
@@ -112,22 +103,27 @@ def click_row(event: ClickEvent) -> ClickRow:
     ua = clean_text(event.ua, MAX_UA)
     referrer = clean_text(event.referrer, MAX_REFERRER)
     agent = enrich_user_agent(ua)
+    # Positional, in ClickRow's field order: keywords cost a dict per click, a tenth of the whole row.
     return ClickRow(
-        id=event_id(event.id),
-        ts=event.ts,
-        link_id=event.link_id,
-        code=clean_text(event.code, 64),
-        ip=normalize_ip(event.ip),
-        ua=ua,
-        referrer=referrer,
-        referrer_host=referrer_host(referrer),
-        lang=clean_text(event.lang, MAX_LANG),
-        country=country_code(event.country),
-        browser=agent.browser,
-        os=agent.os,
-        device=agent.device,
-        is_bot=agent.is_bot,
+        event_id(event.id),
+        event.ts,
+        event.link_id,
+        clean_text(event.code, 64),
+        normalize_ip(event.ip),
+        ua,
+        referrer,
+        referrer_host(referrer),
+        clean_text(event.lang, MAX_LANG),
+        _country(event.country),
+        agent.browser,
+        agent.os,
+        agent.device,
+        agent.is_bot,
     )
+
+
+# A few hundred spellings arrive at all: the rule runs once for each.
+_country = lru_cache(maxsize=1024)(country_code)
 
 
 def event_id(value: str) -> str:
@@ -141,7 +137,7 @@ def event_id(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-def dead_letter(msg: Msg, error: str) -> DeadLetter:
+def dead_letter(msg: Message, error: str) -> DeadLetter:
     """A dead letter for `msg`, keyed by its stream sequence so a redelivery is stored once."""
     meta = msg.metadata
     return DeadLetter(
@@ -155,7 +151,7 @@ def dead_letter(msg: Msg, error: str) -> DeadLetter:
     )
 
 
-def prepare(msgs: list[Msg]) -> PreparedBatch:
+def prepare(msgs: list[Message]) -> PreparedBatch:
     """Decode and enrich every message; a message that fails either becomes a dead letter, whole.
 
     Dead-lettering the whole envelope (not just its bad event) keeps the raw bytes intact for replay.

@@ -18,39 +18,32 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 32
     """32: most messages (envelopes of up to 256 clicks) per fetch, about 8,000 clicks; several fill a batch.
 
-    Every shard fetches at once, and NATS cuts off a client with more than 64 MB waiting to be sent to it
-    (a "slow consumer"): its batches then come back only after the ack wait. At 1000, 16 shards asked for
-    up to 800 MB of full envelopes and the bench's ingest stalled for half a minute at a time; 32 keeps it
-    near 25 MB and measured fastest (docs/performance.md).
+    Small enough that 16 shards' fetches stay far below NATS's 64 MB slow-consumer cut-off (docs/performance.md,
+    "Why the ingest settings have their defaults").
     """
     max_wait: float = 0.5
     """0.5 s: how long an idle fetch waits for messages; also bounds how fast a stop is noticed."""
     linger: Annotated[float, msgspec.Meta(ge=0)] = 0.2
     """0.2 s: how long a batch that came back small keeps fetching before it is stored (0: store at once).
 
-    Under live traffic a fetch returns the few clicks that arrived since the last one, and every batch
-    costs a transaction, a commit and its acks whatever its size: at 6,000 redirects/s Postgres spent 20 s
-    of CPU in 30 s. Lingering, it spent 14 s while the stack answered 8,400-9,700 redirects/s instead of
-    6,400-6,800 (`linkpulse bench pipeline`, docs/performance.md). Clicks reach the stats that much later.
+    Every batch costs a transaction and a commit whatever its size, so fuller ones leave Postgres's CPU to
+    the redirects (docs/performance.md); clicks reach the stats that much later.
     """
     batch_bytes: Annotated[int, msgspec.Meta(gt=0)] = 8_000_000
     """8 MB: a batch is stored once its messages hold this much (about 32,000 clicks).
 
     Behind a backlog, the more clicks of a link a transaction holds, the fewer rollup rows it updates a
-    click: a drain of 2 million round-robin clicks stored 46,000-49,000 a second at 2 MB and
-    65,000-69,000 at 8 MB (`linkpulse bench ingest --events 2000000`, docs/performance.md). 16 MB was no
-    faster and held much more memory.
+    click; 16 MB was no faster and held much more memory (docs/performance.md).
     """
     concurrent_stores: Annotated[int, msgspec.Meta(gt=0)] = 3
     """3: batches decoded and stored at once by this worker; the other shards' batches wait as raw bytes.
 
-    With every shard storing at once, 16 transactions of 32,000 clicks shared two cores and each ran for
-    seconds; with the batches decoded before they waited for a slot, the worker peaked at 576 MiB. A few
-    at a time keep Postgres busy (one batch is being decoded or acked while others are in Postgres) and
-    the worker near 316 MiB.
+    A few at a time keep Postgres busy (one batch is decoded or acked while others are in Postgres) and
+    the worker's memory low (docs/performance.md).
     """
     retry_delay: float = 1.0
-    """1 s: first backoff when Postgres fails (doubling up to 10 s), and the nak delay on shutdown."""
+    """1 s: first backoff ceiling (waits drawn with full jitter, the ceiling doubling up to 10 s) when Postgres
+    or NATS fails, and the nak delay on shutdown."""
     metrics_port: int = 0
     """0 = no HTTP server; otherwise the port serving `/healthz`, `/readyz` and `/metrics` (9100 in the image)."""
     metrics_host: str = "127.0.0.1"

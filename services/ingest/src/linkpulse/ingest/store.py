@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, get_type_hints
 
 import asyncpg
 
@@ -17,12 +17,20 @@ __all__ = ["STAGE", "StoreResult", "ensure_partitions", "prepare_connection", "s
 # 14 arrays instead, asyncpg spent about 6 µs of ingest's CPU per click on encoding (it checks every array
 # element for nesting); COPY takes 1 µs, and Postgres, too, does less (docs/performance.md).
 # ON COMMIT DELETE ROWS empties it at every commit, and a rollback leaves nothing behind either.
-STAGE = """
+# Its columns are ClickRow's fields, typed from their Python types: the row type is the one list.
+_STAGE_TYPES: dict[object, str] = {str: "text", str | None: "text", int: "bigint", bool: "boolean"}
+_ROW_TYPES = get_type_hints(ClickRow)
+STAGE = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS ingest_stage (
-    id text, ts bigint, link_id bigint, code text, ip text, ua text, referrer text, referrer_host text,
-    lang text, country text, browser text, os text, device text, is_bot boolean
+    {", ".join(f"{name} {_STAGE_TYPES[_ROW_TYPES[name]]}" for name in ClickRow._fields)}
 ) ON COMMIT DELETE ROWS
 """
+# What the move does to a staged column on its way into click_events; the others go as they are.
+_FROM_STAGE = {
+    "id": "id::uuid",
+    "ts": "to_timestamp(ts / 1000) + (ts % 1000) * interval '1 millisecond'",
+    "ip": "ip::inet",
+}
 
 # One statement per batch: the new events go in, and exactly those (RETURNING) are rolled up, grouped in
 # Postgres. Aggregating in Python and sending five more statements cost the ingest process about a third
@@ -34,10 +42,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS ingest_stage (
 # same order and cannot deadlock; the buckets are UTC whatever the session's TimeZone.
 _STORE_EVENTS = """
 WITH new AS (
-    INSERT INTO click_events (id, ts, link_id, code, ip, ua, referrer, referrer_host, lang, country,
-                              browser, os, device, is_bot)
-    SELECT id::uuid, to_timestamp(ts / 1000) + (ts % 1000) * interval '1 millisecond', link_id, code, ip::inet,
-           ua, referrer, referrer_host, lang, country, browser, os, device, is_bot
+    INSERT INTO click_events ({columns})
+    SELECT {converted}
     FROM ingest_stage
     ORDER BY 1, 2
     ON CONFLICT (id, ts) DO NOTHING
@@ -71,7 +77,11 @@ _SERIES = """series_{table} AS (
         clicks = t.clicks + excluded.clicks,
         bot_clicks = t.bot_clicks + excluded.bot_clicks
 )"""
-_STORE_EVENTS = _STORE_EVENTS.format(series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")))
+_STORE_EVENTS = _STORE_EVENTS.format(
+    columns=", ".join(ClickRow._fields),
+    converted=", ".join(_FROM_STAGE.get(name, name) for name in ClickRow._fields),
+    series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")),
+)
 
 _INSERT_DEAD_LETTERS = """
 INSERT INTO dead_letters (stream, subject, stream_seq, msg_id, deliveries, payload, error)
