@@ -27,10 +27,11 @@ from prometheus_client import Counter, Gauge
 from linkpulse.backoff import Backoff
 from linkpulse.events import ClickBatch, ClickEvent, encode
 from linkpulse.ids import new_event_id, shard_for
+from linkpulse.messaging.errors import OutboundBufferLimitError
 from linkpulse.messaging.publish import publish_with_id
 from linkpulse.messaging.streams import click_subject
 from linkpulse.messaging.tracing import traceparent_of
-from linkpulse.messaging.types import Client, JetStreamContext, OutboundBufferLimitError
+from linkpulse.messaging.types import Client, JetStreamContext
 from linkpulse.redirect.settings import PublisherSettings
 from linkpulse.redirect.spill import SpillFile
 from linkpulse.redirect.tracing import ClickTracing
