@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from linkpulse.messaging.consume import (
     ConsumerUnavailable,
-    Message,
     PullConsumer,
     ack_all,
     backlog,
@@ -51,7 +51,7 @@ async def pending(nc: Client) -> tuple[int, int, int]:
     return info.num_pending, info.num_ack_pending, info.num_redelivered
 
 
-async def after_acking(nc: Client, msgs: list[Message]) -> tuple[int, int, int]:
+async def after_acking(nc: Client, msgs: list[Msg]) -> tuple[int, int, int]:
     """`pending` once every message of `msgs` is acked and the acks have reached the server."""
     await ack_all(msgs)
     await nc.flush()

@@ -1,6 +1,6 @@
 """Pulling from a durable JetStream consumer: bind, fetch (idle → empty), fill to bytes, keep alive, settle.
 
-`PullConsumer` is what ingest's shard loops hold; `Message` is the type of what they receive, so no
+`PullConsumer` is what ingest's shard loops hold; what they receive is a `messaging.types.Msg`, so no
 service names nats-py. Acks, naks and keep-alives are sent quietly: a lost one only means a
 redelivery, which the event ids make harmless.
 """
@@ -13,19 +13,15 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import nats.errors
 import structlog
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from linkpulse.backoff import wait_or_stop
 from linkpulse.messaging.streams import ensure_consumers
+from linkpulse.messaging.types import Client, JetStreamContext, Msg
 from linkpulse.settings import ClicksSettings
 
 __all__ = [
     "IN_PROGRESS_PER_ACK_WAIT",
-    "Connection",
     "ConsumerUnavailable",
-    "Message",
     "PullConsumer",
     "ack_all",
     "backlog",
@@ -35,11 +31,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-Connection = Client
-"""A NATS connection, as `linkpulse.messaging.connect.connect` opens it."""
-Message = Msg
-"""One delivered JetStream message: `data`, `subject`, `headers`, and `metadata` (stream sequence, deliveries)."""
-
 IN_PROGRESS_PER_ACK_WAIT = 3
 """A held batch tells JetStream it is still being worked on three times per ack wait, well before it runs out."""
 
@@ -48,7 +39,7 @@ class ConsumerUnavailable(Exception):
     """NATS could not serve a consumer call now (disconnected, consumer briefly missing, too many pulls)."""
 
 
-async def ensure_ingest_consumers(nc: Connection, settings: ClicksSettings) -> None:
+async def ensure_ingest_consumers(nc: Client, settings: ClicksSettings) -> None:
     """Create or update every shard's `ingest-<shard>` consumer, never the stream; ConsumerUnavailable if NATS can't."""
     try:
         await ensure_consumers(nc.jetstream(), settings)
@@ -66,11 +57,11 @@ class PullConsumer:
         """Seconds between two in_progress() of a held batch."""
 
     @classmethod
-    async def bind(cls, nc: Connection, stream: str, durable: str, ack_wait: float) -> PullConsumer:
+    async def bind(cls, nc: Client, stream: str, durable: str, ack_wait: float) -> PullConsumer:
         """Bind to an existing durable consumer (ensured beforehand); no server call is made."""
         return cls(await nc.jetstream().pull_subscribe_bind(durable=durable, stream=stream), ack_wait)
 
-    async def fetch(self, count: int, timeout: float) -> list[Message]:
+    async def fetch(self, count: int, timeout: float) -> list[Msg]:
         """Up to `count` messages, waiting up to `timeout`; [] when idle, ConsumerUnavailable when NATS fails."""
         try:
             return await self._sub.fetch(count, timeout=timeout)
@@ -80,7 +71,7 @@ class PullConsumer:
             raise ConsumerUnavailable(repr(exc)) from exc
 
     async def fill(
-        self, msgs: list[Message], *, max_bytes: int, count: int, timeout: float, linger: float, stop: asyncio.Event
+        self, msgs: list[Msg], *, max_bytes: int, count: int, timeout: float, linger: float, stop: asyncio.Event
     ) -> None:
         """Add to `msgs` until they hold `max_bytes`: at once behind a backlog, after `linger` otherwise.
 
@@ -109,7 +100,7 @@ class PullConsumer:
             if len(more) < count:
                 return  # took everything that had come
 
-    async def take_buffered(self, timeout: float) -> list[Message]:
+    async def take_buffered(self, timeout: float) -> list[Msg]:
         """The messages a last, expired pull left in the client's buffer (the next fetch would take them first).
 
         Only while the loop is not handing batches back: `pending_msgs` counts stale status replies too, and
@@ -122,7 +113,7 @@ class PullConsumer:
         return []
 
     @contextlib.asynccontextmanager
-    async def kept_alive(self, msgs: Sequence[Message]) -> AsyncIterator[None]:
+    async def kept_alive(self, msgs: Sequence[Msg]) -> AsyncIterator[None]:
         """While inside, send in_progress() for every message each `keep_alive_every` seconds."""
         task = asyncio.create_task(self._keep_alive(msgs))
         try:
@@ -130,7 +121,7 @@ class PullConsumer:
         finally:
             task.cancel()
 
-    async def _keep_alive(self, msgs: Sequence[Message]) -> None:
+    async def _keep_alive(self, msgs: Sequence[Msg]) -> None:
         while True:
             await asyncio.sleep(self.keep_alive_every)
             for msg in msgs:
@@ -143,18 +134,18 @@ class PullConsumer:
             await self._sub.unsubscribe()
 
 
-def backlog(msgs: Sequence[Message]) -> int:
+def backlog(msgs: Sequence[Msg]) -> int:
     """Messages the consumer still had to deliver after the last of `msgs`."""
     return msgs[-1].metadata.num_pending if msgs else 0
 
 
-async def ack_all(msgs: Sequence[Message]) -> None:
+async def ack_all(msgs: Sequence[Msg]) -> None:
     """Ack each message, one by one: never ack-all, other pods hold other messages of the same consumer."""
     for msg in msgs:
         await _quietly(msg.ack())
 
 
-async def nak_all(msgs: Sequence[Message], delay: float) -> None:
+async def nak_all(msgs: Sequence[Msg], delay: float) -> None:
     """Give each message back for redelivery after `delay` seconds."""
     for msg in msgs:
         await _quietly(msg.nak(delay=delay))

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, country_code, decode_click_batch
 from linkpulse.ingest.enrich import clean_text, enrich_user_agent, normalize_ip, referrer_host
-from linkpulse.messaging.consume import Message
+from linkpulse.messaging.types import Msg
 
 __all__ = [
     "MAX_TS",
@@ -71,7 +71,7 @@ class DeadLetter(NamedTuple):
 class MessageRows(NamedTuple):
     """What one message turned into: its rows, or a dead letter (then `rows` is empty)."""
 
-    msg: Message
+    msg: Msg
     rows: list[ClickRow]
     dead_letter: DeadLetter | None
 
@@ -137,7 +137,7 @@ def event_id(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-def dead_letter(msg: Message, error: str) -> DeadLetter:
+def dead_letter(msg: Msg, error: str) -> DeadLetter:
     """A dead letter for `msg`, keyed by its stream sequence so a redelivery is stored once."""
     meta = msg.metadata
     return DeadLetter(
@@ -151,7 +151,7 @@ def dead_letter(msg: Message, error: str) -> DeadLetter:
     )
 
 
-def prepare(msgs: list[Message]) -> PreparedBatch:
+def prepare(msgs: list[Msg]) -> PreparedBatch:
     """Decode and enrich every message; a message that fails either becomes a dead letter, whole.
 
     Dead-lettering the whole envelope (not just its bad event) keeps the raw bytes intact for replay.

@@ -20,9 +20,9 @@ from linkpulse.ingest import metrics
 from linkpulse.ingest.batch import PreparedBatch, dead_letter, prepare
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.store import StoreResult, store_batch
-from linkpulse.messaging.consume import Message
 from linkpulse.messaging.streams import CLICKS_SUBJECTS, click_subject, ingest_durable
 from linkpulse.messaging.tracing import batch_links, header_traceparent, messaging_attributes
+from linkpulse.messaging.types import Msg
 
 __all__ = ["MAX_BACKOFF", "BatchPipeline"]
 
@@ -45,7 +45,7 @@ class BatchPipeline:
         self._db_failing = False
 
     async def store(
-        self, msgs: Sequence[Message], shard: int, stop: asyncio.Event, log: FilteringBoundLogger
+        self, msgs: Sequence[Msg], shard: int, stop: asyncio.Event, log: FilteringBoundLogger
     ) -> StoreResult | None:
         """Decode and store a fetched batch in one transaction; None when it is to be handed back instead."""
         async with self._slots:
@@ -56,14 +56,14 @@ class BatchPipeline:
                     _record_outcome(span, result)
         return result
 
-    def _span(self, shard: int, msgs: Sequence[Message], batch: PreparedBatch) -> AbstractContextManager[Span | None]:
+    def _span(self, shard: int, msgs: Sequence[Msg], batch: PreparedBatch) -> AbstractContextManager[Span | None]:
         if self._tracer is None:
             return contextlib.nullcontext()
         # Current while storing, so the asyncpg spans of this batch's transaction are its children.
         return trace.use_span(self._batch_span(self._tracer, shard, msgs, batch), end_on_exit=True)
 
     @staticmethod
-    def _batch_span(tracer: Tracer, shard: int, msgs: Sequence[Message], batch: PreparedBatch) -> Span:
+    def _batch_span(tracer: Tracer, shard: int, msgs: Sequence[Msg], batch: PreparedBatch) -> Span:
         """A started `process` span for a fetched batch, linked to every producer context found in it.
 
         The clicks' own `create` contexts come first (they are what a trace is followed by), then each

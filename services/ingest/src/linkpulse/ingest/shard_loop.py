@@ -11,7 +11,8 @@ from linkpulse.backoff import Backoff
 from linkpulse.ingest import metrics
 from linkpulse.ingest.pipeline import MAX_BACKOFF, BatchPipeline
 from linkpulse.ingest.settings import IngestTuning
-from linkpulse.messaging.consume import ConsumerUnavailable, Message, PullConsumer, ack_all, backlog, nak_all
+from linkpulse.messaging.consume import ConsumerUnavailable, PullConsumer, ack_all, backlog, nak_all
+from linkpulse.messaging.types import Msg
 
 __all__ = ["ShardLoop"]
 
@@ -54,7 +55,7 @@ class ShardLoop:
         finally:
             await self._consumer.close()
 
-    async def _next_batch(self) -> list[Message]:
+    async def _next_batch(self) -> list[Msg]:
         """A fetched batch filled to `batch_bytes` (or what came); [] when idle or NATS is away."""
         tuning = self._tuning
         try:
@@ -71,7 +72,7 @@ class ShardLoop:
             metrics.LAG.labels(str(self.shard)).set(backlog(msgs))
         return msgs
 
-    async def _process(self, msgs: list[Message]) -> bool:
+    async def _process(self, msgs: list[Msg]) -> bool:
         """Store a fetched batch and ack it; True when acked, False when handed back (stop during an outage)."""
         started = time.perf_counter()
         # Kept alive from the start: a batch may wait for a store slot as long as other shards' batches take.

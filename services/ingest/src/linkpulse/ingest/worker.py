@@ -18,8 +18,9 @@ from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.shard_loop import ShardLoop
 from linkpulse.ingest.store import prepare_connection
 from linkpulse.messaging.connect import close, connect
-from linkpulse.messaging.consume import Connection, ConsumerUnavailable, PullConsumer, ensure_ingest_consumers
+from linkpulse.messaging.consume import ConsumerUnavailable, PullConsumer, ensure_ingest_consumers
 from linkpulse.messaging.streams import CLICKS_STREAM, ingest_durable
+from linkpulse.messaging.types import Client
 from linkpulse.telemetry import Tracing
 
 __all__ = ["DRAIN_TIMEOUT", "IDLE_IN_TRANSACTION", "IngestWorker"]
@@ -40,7 +41,7 @@ class IngestWorker:
         self.settings = settings
         self.tuning = settings.ingest
         self._tracing = tracing or Tracing()
-        self._nc: Connection | None = None
+        self._nc: Client | None = None
         self._stop: asyncio.Event | None = None
         self._bound: set[int] = set()
 
@@ -75,7 +76,7 @@ class IngestWorker:
             await self._tracing.flush()
             log.info("ingest.stopped")
 
-    async def _work(self, nc: Connection, stop: asyncio.Event) -> None:
+    async def _work(self, nc: Client, stop: asyncio.Event) -> None:
         pool = await self._open_pool()
         try:
             if not await self._ensure_consumers(nc, stop):
@@ -105,7 +106,7 @@ class IngestWorker:
             server_settings={"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION},
         )
 
-    async def _ensure_consumers(self, nc: Connection, stop: asyncio.Event) -> bool:
+    async def _ensure_consumers(self, nc: Client, stop: asyncio.Event) -> bool:
         """Ensure every shard's consumer, retrying while NATS cannot; False when stopped first."""
         backoff = Backoff(self.tuning.retry_delay, max(MAX_BACKOFF, self.tuning.retry_delay))
         while not stop.is_set():
@@ -118,7 +119,7 @@ class IngestWorker:
                     break
         return False
 
-    async def _consume(self, nc: Connection, shard: int, pipeline: BatchPipeline, stop: asyncio.Event) -> None:
+    async def _consume(self, nc: Client, shard: int, pipeline: BatchPipeline, stop: asyncio.Event) -> None:
         consumer = await PullConsumer.bind(nc, CLICKS_STREAM, ingest_durable(shard), self.settings.clicks.ack_wait)
         self._bound.add(shard)
         try:
@@ -127,7 +128,7 @@ class IngestWorker:
             self._bound.discard(shard)
 
 
-async def _until_stopped(connecting: Awaitable[Connection], stop: asyncio.Event) -> Connection | None:
+async def _until_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client | None:
     # The first NATS connection retries forever; a stop during it must still end the worker.
     task = asyncio.ensure_future(connecting)
     stopped = asyncio.ensure_future(stop.wait())
