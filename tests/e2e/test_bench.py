@@ -106,7 +106,8 @@ def test_ingest_mode_compares_its_rate_with_a_raw_copy_of_the_same_rows(tmp_path
     assert report["copy_ceiling"]["rows"] == report["stored"]["rows"] == 2000
     assert report["copy_ceiling"]["rows_per_s"] > 0
     ratio = report["ingest_events_per_s"] / report["copy_ceiling"]["rows_per_s"]
-    assert report["ingest_ratio_to_copy"] == pytest.approx(ratio, rel=1e-3)
+    # The report rounds the ratio to four decimals, so a small ratio (a short run) is only that close.
+    assert report["ingest_ratio_to_copy"] == pytest.approx(ratio, abs=1e-4)
     assert "raw COPY rows/s (same rows)" in result.stdout and "ingest ratio to raw COPY" in result.stdout
 
 
