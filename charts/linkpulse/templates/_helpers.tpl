@@ -57,25 +57,55 @@ app.kubernetes.io/part-of: linkpulse
 
 {{/* ---------------------------------------------------------------- images */}}
 
+{{/*
+An image reference, Bitnami style: global.imageRegistry, else the image's own registry, in front of the
+repository; @digest when one is given (it wins over the tag), else :tag.
+(dict "ctx" $ "registry" r "repository" repo "tag" t "digest" d)
+*/}}
+{{- define "linkpulse.imageRef" -}}
+{{- $registry := (.ctx.Values.global | default dict).imageRegistry | default .registry -}}
+{{- $repo := .repository -}}
+{{- with $registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}{{- end -}}
+{{- if .digest -}}
+{{- printf "%s@%s" $repo .digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (toString .tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Image of a Linkpulse service. Call with (dict "ctx" $ "svc" .Values.redirect). */}}
 {{- define "linkpulse.image" -}}
-{{- $repo := .svc.image.repository -}}
-{{- with .ctx.Values.image.registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}{{- end -}}
-{{- if .svc.image.digest -}}
-{{- printf "%s@%s" $repo .svc.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" $repo (.svc.image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion | toString) -}}
-{{- end -}}
+{{- $tag := .svc.image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion -}}
+{{- include "linkpulse.imageRef" (dict "ctx" .ctx "registry" .ctx.Values.image.registry "repository" .svc.image.repository "tag" $tag "digest" .svc.image.digest) -}}
 {{- end -}}
 
-{{/* Image of a bundled dependency: (dict "image" .Values.nats.image). */}}
+{{/* Image of a bundled dependency: (dict "ctx" $ "image" .Values.nats.image). */}}
 {{- define "linkpulse.depImage" -}}
-{{- printf "%s:%s" .image.repository (toString .image.tag) -}}
+{{- include "linkpulse.imageRef" (dict "ctx" .ctx "registry" .image.registry "repository" .image.repository "tag" .image.tag "digest" .image.digest) -}}
 {{- end -}}
 
+{{/* imagePullSecrets of every pod: global.imagePullSecrets (names or {name}) then imagePullSecrets, once each. */}}
 {{- define "linkpulse.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets -}}
+{{- $names := list -}}
+{{- range concat ((.Values.global | default dict).imagePullSecrets | default list) .Values.imagePullSecrets -}}
+{{- $names = append $names (ternary . (get (ternary . dict (kindIs "map" .)) "name") (kindIs "string" .)) -}}
+{{- end -}}
+{{- $secrets := list -}}
+{{- range $names | compact | uniq -}}{{- $secrets = append $secrets (dict "name" .) -}}{{- end -}}
+{{- with $secrets -}}
 imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The annotations block of an object's metadata: commonAnnotations, then the object's own (which win),
+or nothing. (dict "ctx" $ "extra" map)
+*/}}
+{{- define "linkpulse.annotations" -}}
+{{- $all := merge (deepCopy (.extra | default dict)) (deepCopy (.ctx.Values.commonAnnotations | default dict)) -}}
+{{- with $all -}}
+annotations:
 {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
@@ -404,6 +434,10 @@ checksum/connections: {{ toJson (list $where $v.admin.existingSecret $v.admin.ex
   imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
   command:
     {{- toYaml .command | nindent 4 }}
+  {{- with $ctx.Values.setup.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with include "linkpulse.envList" (dict "plan" $plan "inline" true) }}
   env:
     {{- . | nindent 4 }}
@@ -415,4 +449,7 @@ checksum/connections: {{ toJson (list $where $v.admin.existingSecret $v.admin.ex
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+    {{- with $ctx.Values.setup.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
