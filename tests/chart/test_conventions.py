@@ -46,7 +46,9 @@ def test_global_registry_prefixes_every_image_and_digests_win_over_tags() -> Non
         "mirror.internal/hub/timescale/timescaledb:2.29.1-pg18",
     }
     # Without the global, a dependency's own registry is used.
-    nats = render({"nats": {"image": {"registry": "quay.io/nats", "digest": DIGEST}}}).get("StatefulSet", "linkpulse-nats")
+    nats = render({"nats": {"image": {"registry": "quay.io/nats", "digest": DIGEST}}}).get(
+        "StatefulSet", "linkpulse-nats"
+    )
     assert nats["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/nats/nats@" + DIGEST
 
 

@@ -88,7 +88,14 @@ def test_schema_types_every_value_and_closes_every_values_object() -> None:
     assert untyped == []
     # Every chart-defined object (not free-form Kubernetes maps) refuses unknown keys.
     # `global` is shared with an umbrella chart's other subcharts: their keys must pass through.
-    free_form = {"affinity", "podSecurityContext", "containerSecurityContext", "seccompProfile", "capabilities", "global"}
+    free_form = {
+        "affinity",
+        "podSecurityContext",
+        "containerSecurityContext",
+        "seccompProfile",
+        "capabilities",
+        "global",
+    }
 
     def closed(node: dict[str, Any], path: str) -> list[str]:
         node = _resolve(schema, node)  # a shared definition is checked at every place that uses it
