@@ -74,8 +74,8 @@ def test_admin_ingress_exposes_only_the_api_and_its_schema() -> None:
 
 def test_network_policies_are_on_by_default_and_close_the_nats_monitor_port_to_all_but_scrapers() -> None:
     policies = {p["metadata"]["name"]: p["spec"] for p in render_set("defaults").of_kind("NetworkPolicy")}
-    assert {"linkpulse-redirect", "linkpulse-admin", "linkpulse-ingest", "linkpulse-egress",
-            "linkpulse-nats", "linkpulse-redis", "linkpulse-timescaledb", "linkpulse-test"} == set(policies)  # fmt: skip
+    assert {"linkpulse-redirect", "linkpulse-admin", "linkpulse-ingest", "linkpulse-egress", "linkpulse-nats",
+            "linkpulse-redis", "linkpulse-timescaledb", "linkpulse-test"} == set(policies)  # fmt: skip
     nats = policies["linkpulse-nats"]
     assert all(p["port"] != 8222 for rule in nats["ingress"] for p in rule["ports"])
     # Every bundled dependency reaches out to DNS only (NATS also to its peers' routes).

@@ -25,13 +25,15 @@ Deployments, hook Jobs and Secrets render.
 {{- end -}}
 {{- end -}}
 
-{{/* Hosts whose short links are admin's own (loops): the enabled ingress hosts, then admin.ownHosts, comma separated. */}}
+{{/* Hosts whose short links are admin's own (loops): the enabled ingress hosts and HTTPRoute hostnames (not wildcards), then admin.ownHosts, comma separated. */}}
 {{- define "linkpulse.adminOwnHosts" -}}
 {{- $hosts := list -}}
-{{- if .Values.ingress.enabled -}}
 {{- range $c := list "redirect" "admin" -}}
 {{- $i := index $.Values.ingress $c -}}
-{{- if and $i.enabled $i.host -}}{{- $hosts = append $hosts $i.host -}}{{- end -}}
+{{- if and $.Values.ingress.enabled $i.enabled $i.host -}}{{- $hosts = append $hosts $i.host -}}{{- end -}}
+{{- $r := index $.Values.httpRoute $c -}}
+{{- if and $.Values.httpRoute.enabled $r.enabled -}}
+{{- range $r.hostnames -}}{{- if not (hasPrefix "*" .) -}}{{- $hosts = append $hosts . -}}{{- end -}}{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- join "," (concat $hosts .Values.admin.ownHosts | uniq) -}}
