@@ -54,6 +54,12 @@ def test_routes_send_each_hostname_to_its_service_port() -> None:
     assert render({}).of_kind("HTTPRoute") == []
 
 
+def test_notes_name_the_route_hostnames() -> None:
+    notes = render(ROUTES).notes
+    assert "redirect  sho.rt" in notes and "admin     admin.sho.rt   (/api, /schema only)" in notes
+    assert "port-forward svc/" not in notes
+
+
 def test_route_hostnames_are_admins_own_hosts() -> None:
     values = ROUTES | {"admin": {"ownHosts": ["l.example.net"]}}
     values["httpRoute"] = values["httpRoute"] | {"redirect": {"hostnames": ["sho.rt", "*.sho.rt"]}}

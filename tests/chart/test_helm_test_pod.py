@@ -101,3 +101,8 @@ def test_network_policies_let_only_the_test_pod_through_to_redirect_and_admin() 
         peers = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
         assert peers == [{k: labels[k] for k in peers[0]}]
         assert peers[0]["app.kubernetes.io/component"] == "test"
+
+
+def test_notes_offer_helm_test_when_the_pod_exists() -> None:
+    assert "helm test linkpulse --namespace links" in render_set("defaults").notes
+    assert "helm test" not in render({"helmTest": {"enabled": False}}).notes
