@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import helm_python
 from tests.chart.conftest import CHART, Rendered, render, render_set
 from tests.chart.test_conventions import assert_valid
 
@@ -106,3 +107,12 @@ def test_network_policies_let_only_the_test_pod_through_to_redirect_and_admin() 
 def test_notes_offer_helm_test_when_the_pod_exists() -> None:
     assert "helm test linkpulse --namespace links" in render_set("defaults").notes
     assert "helm test" not in render({"helmTest": {"enabled": False}}).notes
+
+
+def test_the_packaged_chart_keeps_the_test_pod_and_leaves_the_unit_suites_and_examples_out() -> None:
+    # .helmignore: /tests/ (helm-unittest suites) and /examples/ (another chart's values) are anchored at
+    # the chart root, so templates/tests/ (the helm test pod) and files/ are still in the package.
+    with helm_python.Chart.load(CHART) as chart:
+        names = {f["name"] for f in chart.files} | {t["name"] for t in chart.templates}
+    assert {"templates/tests/test-redirect.yaml", "files/helm-test.py", "values-production.yaml"} <= names
+    assert not any(n.startswith(("tests/", "examples/")) for n in names)
