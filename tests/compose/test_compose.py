@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import re
 import shutil
@@ -35,6 +36,7 @@ from linkpulse.messaging.permissions import SERVICE_USERS, SETUP_USER
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.settings import MigrateSettings, StreamsSettings, env_names, from_env
 from linkpulse.telemetry import OTEL_VARIABLES
+from linkpulse.web.server import serve
 
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -349,3 +351,23 @@ async def test_redis_runs_with_the_config_and_holds_each_user_to_its_rules(
                     await redirect.get("admin:auth-failures:x")
         finally:
             server.terminate()
+
+
+def seconds(duration: str) -> int:
+    """A compose duration of whole seconds or minutes ("40s", "1m")."""
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, f"write {duration!r} as <n>s or <n>m"
+    return int(match[1]) * (60 if match[2] == "m" else 1)
+
+
+def test_services_get_the_charts_time_to_drain_before_sigkill(raw: dict[str, Any]) -> None:
+    values = yaml.safe_load((ROOT / "charts" / "linkpulse" / "values.yaml").read_text())
+    for name in (*SERVICES, "nats"):
+        chart = values[name]
+        # No preStop sleep here: no endpoint has to be taken out of a load balancer first.
+        grace = chart["terminationGracePeriodSeconds"] - chart.get("preStopSleepSeconds", 0)
+        assert seconds(raw["services"][name]["stop_grace_period"]) == grace, name
+    # Docker's default (10 s) would kill the redirect while it publishes or spills its queue.
+    graceful_http = inspect.signature(serve).parameters["graceful_timeout"].default
+    drain = RedirectSettings().publisher.drain_timeout
+    assert seconds(raw["services"]["redirect"]["stop_grace_period"]) > graceful_http + drain
