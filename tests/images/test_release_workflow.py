@@ -127,3 +127,10 @@ def test_the_version_check_passes_on_the_current_version_and_refuses_another(wor
     assert subprocess.run([sys.executable, "-c", code, VERSION], cwd=ROOT).returncode == 0
     wrong = subprocess.run([sys.executable, "-c", code, "9.9.9"], cwd=ROOT, capture_output=True, text=True)
     assert wrong.returncode == 1 and "tag 9.9.9 but" in wrong.stderr and "Chart.yaml appVersion" in wrong.stderr
+
+
+def test_readme_names_where_the_release_puts_things(workflow: dict[str, Any]) -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"`{release_image('<service>', 'X.Y.Z')}`" in readme
+    script = "\n".join(step.get("run", "") for step in workflow["jobs"]["chart"]["steps"])
+    assert "oci://ghcr.io/$OWNER/charts" in script and f"`oci://ghcr.io/{owner()}/charts/linkpulse`" in readme
