@@ -7,13 +7,14 @@ import re
 import sys
 import threading
 from types import TracebackType
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["add_trace_ids", "configure_logging", "redact_url", "strip_userinfo"]
+__all__ = ["add_trace_ids", "configure_logging", "exit_at_start", "redact_url", "strip_userinfo"]
 
 # `scheme://user:password@` anywhere in a string: connection URLs carry each service's credentials.
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
@@ -110,6 +111,12 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
+
+
+def exit_at_start(service: str, reason: ValueError) -> NoReturn:
+    """End a service that cannot start (a bad setting): one log line with the reason, exit status 1."""
+    structlog.get_logger(f"linkpulse.{service}").critical("service.cannot_start", error=str(reason))
+    sys.exit(1)
 
 
 def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
