@@ -83,12 +83,10 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
     ]
-    rendered: list[Processor] = (
-        # The traceback becomes a string field before the credentials are stripped from it too.
-        [structlog.processors.format_exc_info, strip_userinfo, structlog.processors.JSONRenderer()]
-        if json
-        else [strip_userinfo, structlog.dev.ConsoleRenderer(colors=False)]
-    )
+    # The traceback becomes a plain string field before the credentials are stripped from it too (the console
+    # renderer's own, with rich installed, would print each frame's local variables, passwords included).
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    rendered: list[Processor] = [structlog.processors.format_exc_info, strip_userinfo, renderer]
     structlog.configure(
         processors=[*stamped, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -192,6 +192,15 @@ def test_a_terminal_gets_readable_lines(restored_logging: None, capsys: pytest.C
     assert "Application startup complete." in err and "uvicorn.error" in err
     with pytest.raises(json.JSONDecodeError):
         json.loads(err)
+    # A traceback is plain text, stripped as the rest: no frame's local variables (a pretty printer shows them).
+    dsn = "postgresql://ingest:hunter2@db:5432/linkpulse"
+    try:
+        raise ConnectionError(f"cannot reach {dsn}")
+    except ConnectionError:
+        structlog.get_logger("linkpulse.test").exception("db.unreachable")
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "cannot reach postgresql://db:5432/linkpulse" in err
+    assert "hunter2" not in err
 
 
 # In a fresh interpreter, as a service runs: logging set up first, then uvicorn's config and a Litestar app, which
