@@ -262,8 +262,9 @@ def _exporter_names(environ: Mapping[str, str]) -> list[str]:
 
 def _exporter_factory(name: str, environ: Mapping[str, str]) -> Callable[[], SpanExporter]:
     if name == "console":
-        # sys.stdout when made, not the SDK's default argument (bound when it was imported).
-        return lambda: ConsoleSpanExporter(out=sys.stdout)
+        # sys.stdout when made, not the SDK's default argument (bound when it was imported); one span per line,
+        # not the SDK's indented JSON, so the service's output stays one JSON object per line.
+        return lambda: ConsoleSpanExporter(out=sys.stdout, formatter=lambda span: span.to_json(indent=None) + "\n")
     if name not in _OTLP_NAMES:
         raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r} (use otlp, console or none)")
     protocol = (

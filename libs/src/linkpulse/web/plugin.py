@@ -85,6 +85,10 @@ class ServicePlugin(InitPluginProtocol):
     """Adds the operational endpoints, request metrics and the error shape; each service passes its own routes."""
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        # Litestar's default LoggingConfig would put a plain-text handler on the root and `litestar` loggers
+        # when the app is built; the process's logging is configure_logging's (linkpulse.logs), and an
+        # unexpected exception is logged by `_unexpected` below.
+        app_config.logging_config = None
         app_config.route_handlers.extend([healthz, readyz, metrics])
         # The app's ASGI handler exists only once the app is built, so it is wrapped at startup.
         app_config.on_startup.append(instrument)
