@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 from opentelemetry import trace
@@ -34,6 +35,13 @@ def thing(thing_id: FromPath[int]) -> dict[str, int]:
     return {"id": thing_id}
 
 
+@get("/who", sync_to_thread=False)
+def who(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """What the app sees of the client, whatever the spans leave out."""
+    host = request.client.host if request.client else ""
+    return {"client": host, "user_agent": request.headers.get("user-agent", ""), "query": request.url.query}
+
+
 def by_name(name: str = "parentbased_traceidratio", arg: str = "1", *, gate: bool = True) -> Tracing:
     """Tracing as a service builds it for `OTEL_TRACES_SAMPLER=name`; without its policy when not `gate`."""
     sampler, policy = sampling_from_env({"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": arg}, 1.0)
@@ -49,7 +57,7 @@ async def served(
     provider = tracing.provider
     assert provider is not None
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = Litestar([thing], plugins=[ServicePlugin(), *tracing.server_plugins()], openapi_config=None)
+    app = Litestar([thing, who], plugins=[ServicePlugin(), *tracing.server_plugins()], openapi_config=None)
     seen.clear()
     async with AsyncTestClient(app) as client:
         yield client, exporter.get_finished_spans
@@ -69,10 +77,13 @@ async def test_a_traced_request_has_one_server_span_named_by_its_route() -> None
 
 
 async def test_server_spans_carry_the_stable_http_names_and_nothing_of_the_client() -> None:
+    headers = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0", "x-forwarded-for": "198.51.100.7"}
     async with served(by_name()) as (client, spans):
-        headers = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0", "x-forwarded-for": "198.51.100.7"}
         assert (await client.get("/things/42?q=1", headers=headers)).status_code == 200
-    [span] = spans()
+        # The app itself still sees the whole request: only the middleware's copy lacks them.
+        seen_by_app = (await client.get("/who?token=s3cret", headers=headers)).json()
+    assert seen_by_app == {"client": "testclient", "user_agent": headers["user-agent"], "query": "token=s3cret"}
+    span, _ = spans()
     attributes = dict(span.attributes or {})
     assert attributes["http.request.method"] == "GET"
     assert attributes["url.path"] == "/things/42"
