@@ -184,6 +184,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "metrics": {
                 "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                 "dashboards": {"enabled": True, "annotations": {"grafana_folder": "Linkpulse"}},
+                "prometheusRule": {"enabled": True, "additionalLabels": {"release": "prometheus"}},
             },
             "networkPolicy": {
                 "enabled": True,

@@ -54,6 +54,7 @@ def exported_by_services() -> dict[str, frozenset[str]]:
     """Sample names each service's process exports on /metrics, by service."""
     out = {}
     for service, module in SERVICE_MODULES.items():
-        run = subprocess.run([sys.executable, "-c", _EXPORTED_NAMES, module], capture_output=True, text=True, check=True)
+        command = [sys.executable, "-c", _EXPORTED_NAMES, module]
+        run = subprocess.run(command, capture_output=True, text=True, check=True)
         out[service] = frozenset(json.loads(run.stdout))
     return out

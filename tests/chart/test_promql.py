@@ -28,7 +28,7 @@ def test_metric_names_are_read_out_of_promql_not_functions_labels_or_numbers(exp
         'sum by (status) (rate(a_total{route="/{code}", status=~"5.."}[5m])) / sum(rate(a_total[5m])) > 0.01',
         "max by (shard) (b) > 10000",
         "(sum by (pod) (rate(c[10m])) < 0.5) and on (pod) sum by (pod) (rate(c[10m])) > 1",
-        "max by (s) (d{s=\"CLICKS\"}) / max by (s) (e{s=\"CLICKS\"} > 0) > 0.8",
+        'max by (s) (d{s="CLICKS"}) / max by (s) (e{s="CLICKS"} > 0) > 0.8',
         "histogram_quantile(0.99, sum by (le) (rate(f_bucket[$__rate_interval])))",
         "sum(increase(g_total[15m])) > 0 unless h offset 1h",
         "max_over_time(i[1h:5m]) * 1e3",
