@@ -145,6 +145,25 @@ def test_dashboards_show_what_the_issue_asks_and_every_linkpulse_metric(exported
     assert any("histogram_quantile(0.99" in e and "linkpulse_http_request_duration_seconds_bucket" in e for e in exprs)
     assert any("histogram_quantile(0.5" in e and "linkpulse_http_request_duration_seconds_bucket" in e for e in exprs)
     assert any('status=~"5.."' in e for e in exprs) and any('status=~"4.."' in e for e in exprs)
+    # JetStream from the NATS exporter: stream bytes and messages against their limits, consumer pending,
+    # ack pending and redeliveries per ingest consumer; every exporter metric the chart names is shown.
+    assert used >= NATS_EXPORTER_METRICS
+    # Slow requests link to their traces: exemplars on the latency histogram, a tracing data source variable.
+    dashboards = [_load(path) for path in DASHBOARDS]
+    exemplars = [
+        (panel, target)
+        for dashboard in dashboards
+        for panel in _panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("exemplar") is True
+    ]
+    assert any("linkpulse_http_request_duration_seconds_bucket" in target["expr"] for _, target in exemplars)
+    assert any(
+        v["type"] == "datasource" and v["query"] == "tempo" and v["name"] == "tracing"
+        for dashboard in dashboards
+        for v in dashboard["templating"]["list"]
+    )
+    assert all(any("${tracing}" in link["url"] for link in panel.get("links", [])) for panel, _ in exemplars)
     # Every Linkpulse metric family is on some panel, so a new metric comes with its graph.
     families = {re.sub(r"_(total|created|bucket|count|sum)$", "", n) for n in set().union(*exported.values())}
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used}

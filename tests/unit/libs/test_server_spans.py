@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBasedTraceIdRatio
 from opentelemetry.trace import SpanKind
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from linkpulse.telemetry import LinkedRootSampler, Tracing
 from linkpulse.web import ServicePlugin
@@ -33,6 +34,11 @@ def thing(thing_id: FromPath[int]) -> dict[str, int]:
     return {"id": thing_id}
 
 
+@get("/plain/{n:int}", sync_to_thread=False)
+def plain(n: FromPath[int]) -> dict[str, int]:
+    return {"n": n}
+
+
 @asynccontextmanager
 async def served(
     sampler: Any,
@@ -41,7 +47,7 @@ async def served(
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = Litestar([thing], plugins=[ServicePlugin(), *Tracing(provider).server_plugins()], openapi_config=None)
+    app = Litestar([thing, plain], plugins=[ServicePlugin(), *Tracing(provider).server_plugins()], openapi_config=None)
     seen.clear()
     async with AsyncTestClient(app) as client:
         yield client, exporter.get_finished_spans
@@ -92,3 +98,26 @@ async def test_with_a_sampler_the_gate_cannot_read_every_request_goes_to_the_sam
         await client.get("/things/1", headers={"traceparent": UNSAMPLED})
     # always_on ignores the caller's flag, and the gate leaves that to it.
     assert len(spans()) == 1
+
+
+OPENMETRICS = {"accept": "application/openmetrics-text;version=1.0.0"}
+
+
+def _exemplars(text: str, route: str) -> list[dict[str, str]]:
+    """Exemplar labels on the latency buckets of `route` in an OpenMetrics scrape."""
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return [
+        s.exemplar.labels
+        for s in families["linkpulse_http_request_duration_seconds"].samples
+        if s.labels.get("route") == route and s.exemplar is not None
+    ]
+
+
+async def test_a_traced_request_is_an_exemplar_of_the_latency_histogram_and_an_untraced_one_is_not() -> None:
+    async with served(LinkedRootSampler(ParentBasedTraceIdRatio(0.0))) as (client, spans):
+        await client.get("/things/5", headers={"traceparent": SAMPLED})  # traced: the caller sampled it
+        await client.get("/plain/5")  # ratio 0: not traced
+        scrape = (await client.get("/metrics", headers=OPENMETRICS)).text
+    [span] = spans()
+    assert {"trace_id": f"{span.context.trace_id:032x}"} in _exemplars(scrape, "/things/{thing_id}")
+    assert _exemplars(scrape, "/plain/{n}") == []

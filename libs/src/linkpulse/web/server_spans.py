@@ -32,6 +32,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
 
+from linkpulse.web.request_metrics import TRACE_ID_KEY
+
 __all__ = ["SAMPLING_KEY", "UNTRACED_PATHS", "ServerSpans", "chosen_by_gate", "sampling_decision"]
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -140,6 +142,10 @@ def _naming_span(scope: Scope, send: Send) -> Send:
             if template and span.is_recording():
                 span.update_name(f"{scope.get('method', '')} {template}")
                 span.set_attribute("http.route", template)  # type: ignore[arg-type]
+            span_context = span.get_span_context()
+            if span_context.trace_flags.sampled:
+                # The request metrics keep it as an exemplar of the latency histogram (a link to this trace).
+                scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")  # type: ignore[literal-required]
         await send(message)
 
     return naming_send
