@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -194,3 +196,20 @@ def test_metrics_endpoint_answers_openmetrics_to_a_scraper_that_asks_for_it() ->
     # The whole process registry is valid OpenMetrics (the parser is strict), ending in # EOF.
     families = {f.name for f in openmetrics_parser.text_string_to_metric_families(om.text)}
     assert {"linkpulse_http_requests", "linkpulse_http_request_duration_seconds"} <= families
+
+
+_OPENMETRICS_CHECK = """
+import importlib, sys
+from prometheus_client import REGISTRY
+from prometheus_client.openmetrics.exposition import generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+importlib.import_module(sys.argv[1])
+print(len(list(text_string_to_metric_families(generate_latest(REGISTRY).decode()))))
+"""
+
+
+@pytest.mark.parametrize("module", ["linkpulse.redirect.app", "linkpulse.admin.app", "linkpulse.ingest.__main__"])
+def test_every_services_registry_is_valid_openmetrics(module: str) -> None:
+    """Prometheus scrapes OpenMetrics when offered: a metric the strict parser refuses would fail the whole scrape."""
+    out = subprocess.run([sys.executable, "-c", _OPENMETRICS_CHECK, module], capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 10
