@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from helm_python.errors import HelmValuesError
 from tests.chart.conftest import CHART, NAMESPACE, render, render_set
 from tests.chart.exported_metrics import NATS_EXPORTER_METRICS, exported_by_services
@@ -36,6 +37,12 @@ def _rules(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 def _by_name(rules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["alert"]: r for r in rules}
+
+
+def _default_runbook() -> str:
+    """docs/alerts.md on the chart's home (a GitHub repository) when Chart.yaml names one, else its repository path."""
+    home = yaml.safe_load((CHART / "Chart.yaml").read_text()).get("home")
+    return f"{home.rstrip('/')}/blob/main/docs/alerts.md" if home else "docs/alerts.md"
 
 
 def _doc_anchors() -> set[str]:
@@ -86,7 +93,7 @@ def test_every_alert_has_a_summary_a_description_and_its_runbook_section() -> No
     for rule in _rules():
         notes = rule["annotations"]
         assert set(notes) == {"summary", "description", "runbook_url"}
-        assert notes["runbook_url"] == f"docs/alerts.md#{rule['alert'].lower()}"
+        assert notes["runbook_url"] == f"{_default_runbook()}#{rule['alert'].lower()}"
         # A label a description shows must survive the expression's aggregation.
         for label in _TEMPLATE_LABEL.findall(notes["description"]):
             assert re.search(rf"\bby \([^)]*\b{label}\b", rule["expr"]), (rule["alert"], label)

@@ -29,11 +29,13 @@ def test_each_nats_node_runs_the_exporter_on_its_own_monitoring_port() -> None:
     assert _exporter(render({"nats": {"exporter": {"enabled": False}}})) is None
 
 
-def test_exporter_image_is_pinnable_like_the_other_bundled_images() -> None:
+def test_exporter_image_is_pinnable_like_the_other_bundled_images_and_its_resources_set() -> None:
     given = {"repository": "mirror.example/nats-exporter", "tag": "0.20.0", "pullPolicy": "Always"}
-    exporter = _exporter(render({"nats": {"exporter": {"image": given}}}))
+    resources = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "300m", "memory": "128Mi"}}
+    exporter = _exporter(render({"nats": {"exporter": {"image": given, "resources": resources}}}))
     assert exporter is not None
     assert exporter["image"] == "mirror.example/nats-exporter:0.20.0" and exporter["imagePullPolicy"] == "Always"
+    assert exporter["resources"] == resources
 
 
 def test_pod_monitor_scrapes_every_nats_pod_on_the_exporter_port() -> None:
