@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from linkpulse.sampling import SAMPLERS, LinkedRootSampler, sampling_from_env
 from linkpulse.telemetry import Tracing
@@ -48,6 +49,11 @@ def by_name(name: str = "parentbased_traceidratio", arg: str = "1", *, gate: boo
     return Tracing(TracerProvider(sampler=LinkedRootSampler(sampler)), policy if gate else None)
 
 
+@get("/plain/{n:int}", sync_to_thread=False)
+def plain(n: FromPath[int]) -> dict[str, int]:
+    return {"n": n}
+
+
 @asynccontextmanager
 async def served(
     tracing: Tracing,
@@ -57,7 +63,7 @@ async def served(
     provider = tracing.provider
     assert provider is not None
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = Litestar([thing, who], plugins=[ServicePlugin(), *tracing.server_plugins()], openapi_config=None)
+    app = Litestar([thing, who, plain], plugins=[ServicePlugin(), *tracing.server_plugins()], openapi_config=None)
     seen.clear()
     async with AsyncTestClient(app) as client:
         yield client, exporter.get_finished_spans
@@ -154,3 +160,26 @@ async def test_the_gate_traces_exactly_what_the_sdk_sampler_alone_would(
         # The caller's trace, or a new one (a random id, different each time).
         traced.append([f"{s.context.trace_id:032x}" if s.parent is not None else "new" for s in spans()])
     assert traced[0] == traced[1]
+
+
+OPENMETRICS = {"accept": "application/openmetrics-text;version=1.0.0"}
+
+
+def _exemplars(text: str, route: str) -> list[dict[str, str]]:
+    """Exemplar labels on the latency buckets of `route` in an OpenMetrics scrape."""
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return [
+        s.exemplar.labels
+        for s in families["linkpulse_http_request_duration_seconds"].samples
+        if s.labels.get("route") == route and s.exemplar is not None
+    ]
+
+
+async def test_a_traced_request_is_an_exemplar_of_the_latency_histogram_and_an_untraced_one_is_not() -> None:
+    async with served(by_name("parentbased_traceidratio", "0")) as (client, spans):
+        await client.get("/things/5", headers={"traceparent": SAMPLED})  # traced: the caller sampled it
+        await client.get("/plain/5")  # ratio 0: not traced
+        scrape = (await client.get("/metrics", headers=OPENMETRICS)).text
+    [span] = spans()
+    assert {"trace_id": f"{span.context.trace_id:032x}"} in _exemplars(scrape, "/things/{thing_id}")
+    assert _exemplars(scrape, "/plain/{n}") == []

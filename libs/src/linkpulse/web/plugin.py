@@ -11,7 +11,8 @@ from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 from linkpulse.web.request_metrics import instrument
 
@@ -76,9 +77,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
 
 
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
-def metrics() -> Response[bytes]:
-    """Prometheus text format of this process's registry."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """This process's registry: OpenMetrics (with exemplars) when the scraper accepts it, else Prometheus text."""
+    encode, media_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(REGISTRY), media_type=media_type)
 
 
 class ServicePlugin(InitPluginProtocol):

@@ -38,6 +38,8 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
 
+from linkpulse.web.request_metrics import TRACE_ID_KEY
+
 if TYPE_CHECKING:
     from linkpulse.sampling import SamplingPolicy
 
@@ -203,6 +205,10 @@ def _naming_span(scope: Scope, send: Send) -> Send:
             if template and span.is_recording():
                 span.update_name(f"{scope.get('method', '')} {template}")
                 span.set_attribute("http.route", template)  # type: ignore[arg-type]
+            span_context = span.get_span_context()
+            if span_context.trace_flags.sampled:
+                # The request metrics keep it as an exemplar of the latency histogram (a link to this trace).
+                scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")  # type: ignore[literal-required]
         await send(message)
 
     return naming_send
