@@ -35,7 +35,8 @@ from linkpulse.redirect.core import RedirectCore, keep_core
 from linkpulse.redirect.lookup import LinkLookup
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.tracing import ClickTracing
-from linkpulse.telemetry import LinkedRootSampler, Tracing
+from linkpulse.sampling import LinkedRootSampler, SamplingPolicy
+from linkpulse.telemetry import Tracing
 from linkpulse.web.proxies import TrustedProxies
 
 _HEADERS = [(b"host", b"sho.rt"), (b"user-agent", b"bench/1.0"), (b"accept-language", b"en")]
@@ -70,11 +71,10 @@ def _scope() -> dict[str, Any]:
 def _tracing(ratio: float | None, *, gate: bool = True) -> Tracing:
     if ratio is None:
         return Tracing()
-    # Without LinkedRootSampler the gate cannot know the ratio, so every request meets the middleware.
-    sampler = ParentBasedTraceIdRatio(ratio)
-    provider = TracerProvider(sampler=LinkedRootSampler(sampler) if gate else sampler)
+    provider = TracerProvider(sampler=LinkedRootSampler(ParentBasedTraceIdRatio(ratio)))
     provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
-    return Tracing(provider)
+    # Without its policy the gate cannot reproduce the sampler, so every request meets the middleware.
+    return Tracing(provider, SamplingPolicy(ratio, parent_based=True) if gate else None)
 
 
 def _app(tracing: Tracing) -> Any:
@@ -86,7 +86,7 @@ def _app(tracing: Tracing) -> Any:
     click_tracing = ClickTracing(tracer, 16) if tracer is not None else None
     clicks = ClickMaker(TrustedProxies([]), "cf-ipcountry", anonymize=True, tracing=click_tracing)
     lookup = LinkLookup(cache, None, None, 60)  # type: ignore[arg-type]
-    keep_core(app, RedirectCore(lookup, None, _NoPublisher(), clicks, None))  # type: ignore[arg-type]
+    keep_core(app, RedirectCore(lookup, None, _NoPublisher(), clicks, tracing.sampling))  # type: ignore[arg-type]
     # The Litestar door alone (the ASGI door in front would answer this cached link): what tracing costs there.
     app.asgi_handler = app.asgi_handler.app
     return app

@@ -38,7 +38,7 @@ RELEASE = "linkpulse"
 NAMESPACE = "links"
 KUBE_VERSION = "1.34.0"
 # Custom resources kubernetes-validate has no schema for; their tests check them structurally.
-CRD_KINDS = frozenset({"ServiceMonitor", "ScaledObject", "HTTPRoute"})
+CRD_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject", "HTTPRoute"})
 
 # Secret values the chart is given, so a test can look for them where they must never be.
 SECRETS = {
@@ -190,6 +190,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "metrics": {
                 "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                 "dashboards": {"enabled": True, "annotations": {"grafana_folder": "Linkpulse"}},
+                "prometheusRule": {"enabled": True, "additionalLabels": {"release": "prometheus"}},
             },
             "networkPolicy": {
                 "enabled": True,

@@ -32,7 +32,7 @@ def test_global_registry_prefixes_every_image_and_digests_win_over_tags() -> Non
             "image": {"registry": "ghcr.io/acme", "tag": "1.0.0"},
             "setup": {"initContainer": "always"},
             "redis": {"image": {"digest": DIGEST}},
-            "nats": {"image": {"registry": "docker.io"}},
+            "nats": {"image": {"registry": "docker.io"}, "exporter": {"image": {"digest": DIGEST}}},
         },
         install=False,  # the hook Jobs run their real command
     )
@@ -42,6 +42,7 @@ def test_global_registry_prefixes_every_image_and_digests_win_over_tags() -> Non
         "mirror.internal/hub/linkpulse-ingest:1.0.0",
         "mirror.internal/hub/linkpulse-admin:1.0.0",  # services, setup init container, hook Jobs, helm test
         "mirror.internal/hub/nats:2.12.8-alpine",  # global wins over nats.image.registry
+        "mirror.internal/hub/natsio/prometheus-nats-exporter@" + DIGEST,  # the NATS exporter sidecar
         "mirror.internal/hub/redis@" + DIGEST,
         "mirror.internal/hub/timescale/timescaledb:2.29.1-pg18",
     }
@@ -73,7 +74,11 @@ def test_common_annotations_reach_every_object_and_an_objects_own_win() -> None:
             "commonAnnotations": {"example.com/owner": "platform", "example.com/tier": "common"},
             "redirect": {"service": {"annotations": {"example.com/tier": "edge"}}},
             "ingress": {"enabled": True, "admin": {"tls": {"enabled": True}}},
-            "metrics": {"serviceMonitor": {"enabled": True}, "dashboards": {"enabled": True}},
+            "metrics": {
+                "serviceMonitor": {"enabled": True},
+                "dashboards": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+            },
             "keda": {"enabled": True},
         },
         install=False,
@@ -83,7 +88,8 @@ def test_common_annotations_reach_every_object_and_an_objects_own_win() -> None:
         annotations = obj["metadata"].get("annotations", {})
         assert annotations.get("example.com/owner") == "platform", f"{obj['kind']} {obj['metadata']['name']}"
         kinds.add(obj["kind"])
-    assert {"Secret", "Job", "StatefulSet", "Ingress", "ServiceMonitor", "ScaledObject", "Pod"} <= kinds
+    assert {"Secret", "Job", "StatefulSet", "Ingress", "ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject",
+            "Pod"} <= kinds  # fmt: skip
     assert out.get("Service", "linkpulse-redirect")["metadata"]["annotations"]["example.com/tier"] == "edge"
     assert out.get("Service", "linkpulse-admin")["metadata"]["annotations"]["example.com/tier"] == "common"
     hook = out.get("Job", "linkpulse-migrate")["metadata"]["annotations"]

@@ -1,85 +1,31 @@
-"""The Grafana dashboards the chart ships: valid dashboard JSON whose every query names a metric the services export.
-
-What the services export is read from prometheus_client's registry in a fresh interpreter per service that
-imports the service as its entry point does; nothing is grepped from the source.
+"""The Grafana dashboards the chart ships: valid dashboard JSON whose every query parses and names a metric the
+services or the bundled NATS's exporter export (tests/chart/exported_metrics.py says how those are known).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.chart.conftest import CHART, render_set
+from tests.chart.exported_metrics import NATS_EXPORTER_METRICS, exported_by_services
+from tests.chart.promql import check, metric_names
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
-SERVICE_MODULES = {
-    "redirect": "linkpulse.redirect.app",
-    "admin": "linkpulse.admin.app",
-    "ingest": "linkpulse.ingest.__main__",
-}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap", "text"}
 GRAFANA_VARIABLES = {"__rate_interval", "__interval", "__range", "__range_s"}
-
-# The sample names a family can produce, including those of labelled metrics with no child yet
-# (`_created` only where a sample shows it: a dashboard has no use for it).
-_EXPORTED_NAMES = """
-import importlib, json, sys
-from prometheus_client import REGISTRY
-suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"],
-            "summary": ["", "_count", "_sum"], "info": ["_info"], "stateset": [""], "unknown": [""]}
-importlib.import_module(sys.argv[1])
-names = set()
-for family in REGISTRY.collect():
-    names.update(sample.name for sample in family.samples)
-    names.update(family.name + suffix for suffix in suffixes[family.type])
-print(json.dumps(sorted(names)))
-"""
-
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGES = re.compile(r"\[[^\[\]]*\]")
-_LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-_IDENTIFIER = re.compile(r"(?<![\w$:.])[A-Za-z_:][\w:]*")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-             "atan2", "inf", "nan"}  # fmt: skip
 _VARIABLE = re.compile(r"\$\{?(\w+)")
 
 
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects: identifiers that are not functions, keywords or labels.
-
-    Strings, label matchers, ranges and `by (...)`-style label lists are blanked first, so label names
-    and values are never taken for metrics; an identifier followed by `(` is a function or aggregation.
-    """
-    text = _STRINGS.sub('""', expr)
-    text = _MATCHERS.sub("{}", text)
-    text = _RANGES.sub("[]", text)
-    text = _LABEL_LISTS.sub(" ", text)
-    names = set()
-    for match in _IDENTIFIER.finditer(text):
-        name = match.group()
-        if name.lower() in _KEYWORDS or text[match.end() :].lstrip().startswith("("):
-            continue
-        names.add(name)
-    return names
-
-
-def _exported(module: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", _EXPORTED_NAMES, module], capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout))
-
-
 @pytest.fixture(scope="module")
-def exported() -> dict[str, set[str]]:
+def exported() -> dict[str, frozenset[str]]:
     """Sample names each service's process exports on /metrics, by service."""
-    return {service: _exported(module) for service, module in SERVICE_MODULES.items()}
+    return exported_by_services()
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -109,22 +55,6 @@ def _queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
             selector = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", query)
             queries.append((f"variable {var['name']}", selector.group(1) if selector else query))
     return queries
-
-
-@pytest.mark.parametrize(
-    ("expr", "names"),
-    [
-        ('sum by (status) (rate(a_total{route="/{code}", job=~"x|y"}[$__rate_interval]))', {"a_total"}),
-        ("histogram_quantile(0.99, sum by (le, operation) (rate(b_bucket{outcome='ok'}[5m])))", {"b_bucket"}),
-        ("sum by (tier) (rate(c_total[1m])) / ignoring (tier) group_left sum(rate(c_total[1m]))", {"c_total"}),
-        ("sum(rate(d_sum[5m])) by (le) / sum(rate(e_count[5m])) without (pod)", {"d_sum", "e_count"}),
-        ("max by (shard) (f_lag) > bool 10 and on (shard) g offset 1h", {"f_lag", "g"}),
-        ('sum(h) * 1e3 + count(i{a="rate(j)"})', {"h", "i"}),
-        ("k:recorded:rate5m", {"k:recorded:rate5m"}),
-    ],
-)
-def test_metric_names_are_read_out_of_promql_not_functions_labels_or_numbers(expr: str, names: set[str]) -> None:
-    assert metric_names(expr) == names
 
 
 def test_dashboards_config_map_ships_every_dashboard_with_the_sidecar_label() -> None:
@@ -179,24 +109,25 @@ def test_dashboard_is_valid_grafana_json(path: Path) -> None:
             or gb["y"] + gb["h"] <= ga["y"]
         )
         assert apart, f"panels {a} and {b} overlap"
-    # Every query is balanced and uses only defined variables.
+    # Every query parses and uses only defined variables.
     for where, expr in _queries(dashboard):
-        for left, right in ("()", "[]", "{}"):
-            assert _STRINGS.sub('""', expr).count(left) == _STRINGS.sub('""', expr).count(right), where
+        check(expr)
         undefined = set(_VARIABLE.findall(expr)) - set(variables) - GRAFANA_VARIABLES
         assert not undefined, f"{where} uses undefined variables {undefined}"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_every_dashboard_query_names_metrics_a_service_exports(path: Path, exported: dict[str, set[str]]) -> None:
-    known = set().union(*exported.values())
+def test_every_dashboard_query_names_metrics_a_service_or_the_nats_exporter_exports(
+    path: Path, exported: dict[str, frozenset[str]]
+) -> None:
+    known = set().union(*exported.values()) | NATS_EXPORTER_METRICS
     for where, expr in _queries(_load(path)):
         names = metric_names(expr)
         assert names, f"{where}: no metric in {expr!r}"
-        assert names <= known, f"{where}: {sorted(names - known)} exported by no service"
+        assert names <= known, f"{where}: {sorted(names - known)} exported by no service nor the NATS exporter"
 
 
-def test_dashboards_show_what_the_issue_asks_and_every_linkpulse_metric(exported: dict[str, set[str]]) -> None:
+def test_dashboards_show_what_the_issue_asks_and_every_linkpulse_metric(exported: dict[str, frozenset[str]]) -> None:
     exprs = [expr for path in DASHBOARDS for _, expr in _queries(_load(path))]
     used = set().union(*(metric_names(e) for e in exprs))
     # Redirects/s, latency quantiles, error rate, cache tiers, lag, events/s, DB latency, publisher, dead letters.
@@ -214,6 +145,25 @@ def test_dashboards_show_what_the_issue_asks_and_every_linkpulse_metric(exported
     assert any("histogram_quantile(0.99" in e and "linkpulse_http_request_duration_seconds_bucket" in e for e in exprs)
     assert any("histogram_quantile(0.5" in e and "linkpulse_http_request_duration_seconds_bucket" in e for e in exprs)
     assert any('status=~"5.."' in e for e in exprs) and any('status=~"4.."' in e for e in exprs)
+    # JetStream from the NATS exporter: stream bytes and messages against their limits, consumer pending,
+    # ack pending and redeliveries per ingest consumer; every exporter metric the chart names is shown.
+    assert used >= NATS_EXPORTER_METRICS
+    # Slow requests link to their traces: exemplars on the latency histogram, a tracing data source variable.
+    dashboards = [_load(path) for path in DASHBOARDS]
+    exemplars = [
+        (panel, target)
+        for dashboard in dashboards
+        for panel in _panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("exemplar") is True
+    ]
+    assert any("linkpulse_http_request_duration_seconds_bucket" in target["expr"] for _, target in exemplars)
+    assert any(
+        v["type"] == "datasource" and v["query"] == "tempo" and v["name"] == "tracing"
+        for dashboard in dashboards
+        for v in dashboard["templating"]["list"]
+    )
+    assert all(any("${tracing}" in link["url"] for link in panel.get("links", [])) for panel, _ in exemplars)
     # Every Linkpulse metric family is on some panel, so a new metric comes with its graph.
     families = {re.sub(r"_(total|created|bucket|count|sum)$", "", n) for n in set().union(*exported.values())}
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used}

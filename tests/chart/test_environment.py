@@ -14,6 +14,7 @@ from tests.chart.conftest import EXISTING_SECRETS, SECRETS, VALUE_SETS, Rendered
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.redirect.settings import RedirectSettings
+from linkpulse.sampling import SamplingPolicy
 from linkpulse.settings import (
     ClicksSettings,
     DatabaseSettings,
@@ -369,7 +370,7 @@ def test_tracing_values_configure_each_services_real_tracer(
             monkeypatch.setenv(name, value)
     # The SDK reads these from os.environ: build the tracer the service would build from them.
     tracing = Tracing.from_env(f"linkpulse-{container}")
-    assert tracing.provider is not None and tracing.root_ratio == ratio
+    assert tracing.provider is not None and tracing.sampling == SamplingPolicy(ratio, parent_based=True)
     resource = tracing.provider.resource.attributes
     assert resource["service.name"] == f"linkpulse-{container}"
     assert resource["deployment.environment"] == "prod"

@@ -263,7 +263,7 @@ def test_bundled_nats_is_a_three_node_jetstream_cluster_that_fsyncs_every_write(
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
     assert nats["spec"]["serviceName"] == "linkpulse-nats-headless"
     (claim,) = nats["spec"]["volumeClaimTemplates"]
-    (container,) = _pod(nats)["containers"]
+    (container,) = [c for c in _pod(nats)["containers"] if c["name"] == "nats"]  # beside it: the exporter
     assert any(m["name"] == claim["metadata"]["name"] and m["mountPath"] == "/data" for m in container["volumeMounts"])
     assert "store_dir: /data" in conf
     assert out.get("PodDisruptionBudget", "linkpulse-nats")["spec"]["maxUnavailable"] == 1

@@ -1,6 +1,6 @@
 """The three Dockerfiles, read statically: multi-stage, slim and non-root, running the right module on the
 port the service listens on in the image, built from paths that exist and reach the build context, every
-dependency from the service's hashed lock."""
+dependency from the service's hashed lock, and labelled with the OCI annotations of the project."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.images.lockfile import pyproject
+from tests.images.project import SOURCE_URL
 
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.ingest.settings import IngestSettings
@@ -50,6 +52,21 @@ class Stage:
                 key, sep, value = pair.partition("=")
                 assert sep, f"ENV in the legacy `KEY value` form: {ins.args}"
                 values[key] = value
+        return values
+
+    def labels(self) -> dict[str, str]:
+        """LABEL key="value" pairs of this stage, `${ARG}` replaced by the default of the stage's ARG."""
+        defaults: dict[str, str] = {}
+        values: dict[str, str] = {}
+        for ins in self.instructions:
+            if ins.keyword == "ARG":
+                name, _, default = ins.args.partition("=")
+                defaults[name] = default
+            elif ins.keyword == "LABEL":
+                for pair in shlex.split(ins.args):
+                    key, sep, value = pair.partition("=")
+                    assert sep, f"LABEL in the legacy `key value` form: {ins.args}"
+                    values[key] = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], value)
         return values
 
 
@@ -283,6 +300,41 @@ def test_every_packaged_file_reaches_the_build_context(service: str) -> None:
     assert any((ROOT / "libs/src/linkpulse/db/migrations").glob("*.sql"))
 
 
-@pytest.mark.parametrize("path", [".venv", ".git", "tests", ".linkpulse", "charts", "libs/src/linkpulse/__pycache__"])
+@pytest.mark.parametrize(
+    "path", [".venv", ".git", "tests", ".linkpulse", "charts", "libs/src/linkpulse/__pycache__", ".env"]
+)
 def test_dockerignore_keeps_local_state_out_of_the_context(path: str) -> None:
     assert dockerignore()(path)
+
+
+OCI = "org.opencontainers.image."
+
+
+def test_runtime_carries_the_oci_labels_of_the_project(service: str, stages: list[Stage]) -> None:
+    labels = stages[-1].labels()
+    project = pyproject(service)["project"]
+    assert labels == {
+        f"{OCI}title": f"linkpulse-{service}",
+        f"{OCI}description": labels.get(f"{OCI}description", "<missing>"),
+        f"{OCI}source": SOURCE_URL,
+        f"{OCI}licenses": project["license"],
+        # Without build arguments: the package's version, and no claim about a commit.
+        f"{OCI}version": project["version"],
+        f"{OCI}revision": "unknown",
+    }
+    assert project["license"] == "Apache-2.0"
+    assert labels[f"{OCI}description"].startswith(f"Linkpulse {service}: ")
+    # A label in the builder stage would not reach the image.
+    assert all(not stage.all("LABEL") for stage in stages[:-1])
+
+
+def test_version_and_revision_come_from_build_arguments_after_every_layer(stages: list[Stage]) -> None:
+    runtime = stages[-1]
+    [label] = runtime.all("LABEL")
+    pairs = dict(pair.partition("=")[::2] for pair in shlex.split(label.args))
+    assert (pairs[f"{OCI}version"], pairs[f"{OCI}revision"]) == ("${VERSION}", "${REVISION}")
+    # A RUN or COPY after the ARGs would be rebuilt for every new commit: they come after the last layer.
+    args = [i for i, ins in enumerate(runtime.instructions) if ins.keyword == "ARG"]
+    layers = [i for i, ins in enumerate(runtime.instructions) if ins.keyword in {"RUN", "COPY", "ADD"}]
+    assert [runtime.instructions[i].args.partition("=")[0] for i in args] == ["VERSION", "REVISION"]
+    assert min(args) > max(layers)

@@ -15,50 +15,27 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import structlog
 from litestar.plugins import InitPluginProtocol
-from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    Decision,
-    ParentBased,
-    ParentBasedTraceIdRatio,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
-from opentelemetry.trace import Link, SpanKind, Tracer
-from opentelemetry.trace.span import TraceState
-from opentelemetry.util.types import Attributes
+from opentelemetry.trace import Tracer
 
-from linkpulse.web.server_spans import ServerSpans, chosen_by_gate
+from linkpulse.sampling import DEFAULT_SAMPLER, LinkedRootSampler, SamplingPolicy, sampling_from_env
+from linkpulse.web.server_spans import ServerSpans
 
-__all__ = [
-    "DEFAULT_RATIOS",
-    "OTEL_VARIABLES",
-    "LinkedRootSampler",
-    "Tracing",
-    "check_tracing_env",
-    "tracer_provider_from_env",
-    "tracing_summary",
-]
-
-log = structlog.get_logger(__name__)
+__all__ = ["DEFAULT_RATIOS", "OTEL_VARIABLES", "STABLE_CONVENTIONS", "Tracing", "check_tracing_env", "tracing_summary"]
 
 DEFAULT_RATIOS = {"linkpulse-redirect": 0.01, "linkpulse-ingest": 0.01, "linkpulse-admin": 1.0}
-"""Root sampling ratio per service when `OTEL_TRACES_SAMPLER` is unset: 1% of redirects (the hot path), every
-admin change. Ingest batches that carry a sampled click are always recorded (LinkedRootSampler); 1% of the others."""
+"""Root sampling ratio per service when `OTEL_TRACES_SAMPLER_ARG` is unset (or invalid) for a ratio sampler, the
+default one included: 1% of redirects (the hot path), every admin change. Ingest batches that carry a sampled
+click are always recorded (LinkedRootSampler); 1% of the others."""
 
 OTEL_VARIABLES = frozenset({
     "OTEL_SDK_DISABLED",
@@ -72,81 +49,28 @@ OTEL_VARIABLES = frozenset({
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_SEMCONV_STABILITY_OPT_IN",
 })  # fmt: skip
 """The standard variables tracing reads here (itself or through the SDK) that a deployment is meant to set;
 the chart's environment test holds the chart to them, as it holds `LINKPULSE_*` to the settings classes."""
 
+STABLE_CONVENTIONS = "http,database"
+"""`OTEL_SEMCONV_STABILITY_OPT_IN` when unset: the stable HTTP and database attribute names (`http.request.method`,
+`url.path`, `db.query.text`, ...), where the instrumentations would otherwise still emit the old ones."""
+
 _OTLP_NAMES = {"otlp", "otlp_proto_http", "otlp_proto_grpc"}
 
 
-class LinkedRootSampler(Sampler):
-    """A root span linked to a sampled span is sampled; everything else is decided by `base`.
-
-    An ingest batch has no parent, only links to the clicks in it: this keeps a sampled click's trace
-    going into the database however low the ingest's own ratio is. A server span the request gate has
-    already chosen (see `linkpulse.web.server_spans`) is sampled too. A client span (a Redis command, a query)
-    outside any trace is dropped: a background loop's queries (the outbox relay's, every second) alone
-    would be noise.
-    """
-
-    def __init__(self, base: Sampler) -> None:
-        self.base = base
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if not trace.get_current_span(parent_context).get_span_context().is_valid:
-            if kind is SpanKind.SERVER and chosen_by_gate():
-                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-            if links and any(link.context.trace_flags.sampled for link in links):
-                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-            if kind is SpanKind.CLIENT:
-                return SamplingResult(Decision.DROP)
-        return self.base.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-
-    def get_description(self) -> str:
-        return f"LinkedRootSampler{{{self.base.get_description()}}}"
-
-
-def tracer_provider_from_env(service: str) -> TracerProvider | None:
-    """An SDK provider configured by the `OTEL_*` variables, or None when tracing is off.
-
-    Args:
-        service: `service.name` unless `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`)
-            says otherwise; also picks the default sampling ratio (DEFAULT_RATIOS).
-
-    Raises:
-        ValueError: an exporter or OTLP protocol that is not supported (a misconfiguration should stop
-            the start, not silently lose every trace).
-    """
-    environ = os.environ
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    factories = [_exporter_factory(name, environ) for name in _exporter_names(environ)]
-    if not factories:
-        return None
-    provider = TracerProvider(
-        sampler=LinkedRootSampler(_sampler(environ, DEFAULT_RATIOS.get(service, 1.0))), resource=_resource(service)
-    )
-    for factory in factories:
-        provider.add_span_processor(BatchSpanProcessor(factory()))
-    return provider
-
-
 def check_tracing_env() -> None:
-    """Raise ValueError (naming the variable) when the `OTEL_*` variables ask for an exporter that cannot work.
+    """Raise ValueError (naming the variable) when the `OTEL_*` variables ask for an exporter or sampler we lack.
 
     For a service's `main()`, before its server starts: the app factory would fail the same way, less readably.
     """
-    for name in _exporter_names(os.environ):
+    names = _exporter_names(os.environ)
+    for name in names:
         _exporter_factory(name, os.environ)
+    if names:
+        sampling_from_env(os.environ, 1.0)
 
 
 def tracing_summary(environ: Mapping[str, str]) -> str:
@@ -163,30 +87,55 @@ def tracing_summary(environ: Mapping[str, str]) -> str:
         or "the OTLP default endpoint"
     )
     where = ", ".join(f"{name} → {endpoint}" if name in _OTLP_NAMES else f"{name} → service logs" for name in names)
-    sampler = environ.get("OTEL_TRACES_SAMPLER") or "parentbased_traceidratio"
+    sampler = (environ.get("OTEL_TRACES_SAMPLER") or DEFAULT_SAMPLER).strip().lower()
+    if not sampler.endswith("traceidratio"):
+        return f"{where}; sampler {sampler}"
     ratio = environ.get("OTEL_TRACES_SAMPLER_ARG") or ", ".join(f"{s} {r:g}" for s, r in DEFAULT_RATIOS.items())
     return f"{where}; sampler {sampler} ({ratio})"
 
 
 class Tracing:
-    """One process's tracing: its provider (None: off) and the instrumentation that uses it."""
+    """One process's tracing: its provider (None: off), its sampler's policy, and the instrumentation that uses it."""
 
-    def __init__(self, provider: TracerProvider | None = None) -> None:
+    def __init__(self, provider: TracerProvider | None = None, sampling: SamplingPolicy | None = None) -> None:
+        """Trace with `provider`; `sampling` is the policy of its sampler (`linkpulse.sampling`), None if unknown.
+
+        Without a policy, the request gate lets every request through to the sampler.
+        """
         self.provider = provider
+        self.sampling = sampling if provider is not None else None
+        """How the request gate reproduces the sampler; None when off, or when the sampler was built elsewhere."""
+        if provider is not None:
+            # The instrumentations read it once, when the first of them is made: that is after this.
+            os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", STABLE_CONVENTIONS)
 
     @classmethod
     def from_env(cls, service: str) -> Tracing:
-        """Tracing as the `OTEL_*` variables say (see `tracer_provider_from_env`)."""
-        return cls(tracer_provider_from_env(service))
+        """Tracing as the `OTEL_*` variables say: off (no provider) unless they name an exporter or an endpoint.
+
+        Args:
+            service: `service.name` unless `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`)
+                says otherwise; also picks the default sampling ratio (DEFAULT_RATIOS).
+
+        Raises:
+            ValueError: an exporter, OTLP protocol or sampler that is not supported (a misconfiguration should
+                stop the start, not silently lose every trace).
+        """
+        environ = os.environ
+        if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return cls()
+        factories = [_exporter_factory(name, environ) for name in _exporter_names(environ)]
+        if not factories:
+            return cls()
+        sampler, policy = sampling_from_env(environ, DEFAULT_RATIOS.get(service, 1.0))
+        provider = TracerProvider(sampler=LinkedRootSampler(sampler), resource=_resource(service))
+        for factory in factories:
+            provider.add_span_processor(BatchSpanProcessor(factory()))
+        return cls(provider, policy)
 
     @property
     def enabled(self) -> bool:
         return self.provider is not None
-
-    @property
-    def root_ratio(self) -> float | None:
-        """The share of requests without a trace context that get traced, when the sampler says it simply."""
-        return _root_ratio(self.provider.sampler) if self.provider is not None else None
 
     def tracer(self, name: str) -> Tracer | None:
         """A tracer of this provider, or None when tracing is off (callers skip all span work then)."""
@@ -196,7 +145,7 @@ class Tracing:
         """Litestar plugins giving each traced HTTP request a server span (none when off; see ServerSpans)."""
         if self.provider is None:
             return []
-        return [ServerSpans(self.provider, self.root_ratio)]
+        return [ServerSpans(self.provider, self.sampling)]
 
     def instrument_redis(self, client: Any) -> None:
         """Give `client`'s commands client spans (nothing when off)."""
@@ -241,16 +190,6 @@ class _AsyncpgPatch:
             AsyncPGInstrumentor().uninstrument()
 
 
-def _root_ratio(sampler: Sampler) -> float | None:
-    """The root sampling ratio of a LinkedRootSampler over a parent-based sampler; None for any other."""
-    if not isinstance(sampler, LinkedRootSampler) or not isinstance(sampler.base, ParentBased):
-        return None
-    root = getattr(sampler.base, "_root", None)  # the SDK keeps it private; a test pins it
-    if isinstance(root, TraceIdRatioBased):
-        return root.rate
-    return {id(ALWAYS_ON): 1.0, id(ALWAYS_OFF): 0.0}.get(id(root))
-
-
 def _exporter_names(environ: Mapping[str, str]) -> list[str]:
     names = environ.get("OTEL_TRACES_EXPORTER")
     if names is None:
@@ -262,8 +201,9 @@ def _exporter_names(environ: Mapping[str, str]) -> list[str]:
 
 def _exporter_factory(name: str, environ: Mapping[str, str]) -> Callable[[], SpanExporter]:
     if name == "console":
-        # sys.stdout when made, not the SDK's default argument (bound when it was imported).
-        return lambda: ConsoleSpanExporter(out=sys.stdout)
+        # sys.stdout when made, not the SDK's default argument (bound when it was imported); one span per line,
+        # not the SDK's indented JSON, so the service's output stays one JSON object per line.
+        return lambda: ConsoleSpanExporter(out=sys.stdout, formatter=lambda span: span.to_json(indent=None) + "\n")
     if name not in _OTLP_NAMES:
         raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r} (use otlp, console or none)")
     protocol = (
@@ -285,20 +225,6 @@ def _exporter_factory(name: str, environ: Mapping[str, str]) -> Callable[[], Spa
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter
-
-
-def _sampler(environ: Mapping[str, str], default_ratio: float) -> Sampler:
-    if environ.get("OTEL_TRACES_SAMPLER"):
-        return sampling._get_from_env_or_default()
-    # No sampler named: parent-based ratio sampling, at OTEL_TRACES_SAMPLER_ARG or the service's default.
-    arg = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-    ratio = default_ratio
-    if arg:
-        try:
-            ratio = float(arg)
-        except ValueError:
-            log.warning("telemetry.bad_sampler_arg", OTEL_TRACES_SAMPLER_ARG=arg, ratio=ratio)
-    return ParentBasedTraceIdRatio(ratio)
 
 
 def _resource(service: str) -> Resource:

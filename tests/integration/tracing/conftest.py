@@ -23,9 +23,27 @@ from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.worker import IngestWorker
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.settings import RedirectSettings
-from linkpulse.telemetry import LinkedRootSampler, Tracing
+from linkpulse.sampling import LinkedRootSampler, SamplingPolicy
+from linkpulse.telemetry import Tracing
 
 RunApp = Callable[..., AbstractAsyncContextManager[AsyncTestClient[Any]]]
+
+PERSONAL = frozenset({
+    "client.address", "client.port", "http.client_ip", "user_agent.original", "http.user_agent", "net.peer.ip",
+    "net.peer.port", "network.peer.address", "network.peer.port",
+})  # fmt: skip
+"""What would say who the client is: never on a span (the stable names, and the old ones)."""
+
+
+def assert_stable_http(span: ReadableSpan, method: str, path: str, status: int, route: str) -> None:
+    """`span` is a server span with the stable HTTP attribute names and nothing of the client."""
+    attributes = dict(span.attributes or {})
+    expected = {"http.request.method": method, "url.path": path, "http.response.status_code": status}
+    expected["http.route"] = route
+    assert {name: attributes.get(name) for name in expected} == expected
+    assert not {"http.method", "http.target", "http.status_code"} & set(attributes)  # the old names
+    assert not PERSONAL & set(attributes), attributes
+    assert "url.query" not in attributes  # a forwarded query may hold a token or an address
 
 
 class SpanLog(SpanProcessor):
@@ -60,7 +78,7 @@ def traced(ratio: float) -> tuple[Tracing, SpanLog]:
     log = SpanLog(exporter)
     provider.add_span_processor(log)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Tracing(provider), log
+    return Tracing(provider, SamplingPolicy(ratio, parent_based=True)), log
 
 
 @pytest.fixture

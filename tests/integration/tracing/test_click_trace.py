@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from tests.conftest import TEST_SHARDS, MakeLink
-from tests.integration.tracing.conftest import RunApp, SpanLog
+from tests.integration.tracing.conftest import RunApp, SpanLog, assert_stable_http
 
 from linkpulse.ids import shard_for
 from linkpulse.telemetry import Tracing
@@ -30,6 +31,19 @@ def linked(span: ReadableSpan, target: ReadableSpan) -> bool:
     )
 
 
+MESSAGING_PROCESS = (
+    "messaging.system",
+    "messaging.operation.name",
+    "messaging.operation.type",
+    "messaging.destination.name",
+    "messaging.destination.partition.id",
+    "messaging.consumer.group.name",
+    "messaging.batch.message_count",
+    "server.address",
+    "server.port",
+)
+
+
 def stored_batch(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
     return [s for s in named(spans, "process clicks.*") if (s.attributes or {}).get("linkpulse.ingest.inserted")]
 
@@ -40,6 +54,7 @@ async def test_a_click_is_followed_from_the_redirect_to_its_insert(
     run_ingest: Any,
     make_link: MakeLink,
     db: asyncpg.Connection,
+    nats_url: str,
 ) -> None:
     tracing, log = span_log
     await make_link("traced1", "https://example.com/t")
@@ -47,7 +62,7 @@ async def test_a_click_is_followed_from_the_redirect_to_its_insert(
 
     # 1. The redirect app and an ingest worker run in this process, recording into one exporter.
     async with run_ingest(tracing), run_redirect(tracing) as client:
-        resp = await client.get("/traced1", follow_redirects=False)
+        resp = await client.get("/traced1?token=s3cret", follow_redirects=False)
         assert resp.status_code == 302
         # 2. Wait for the batch that stored the click (woken by each span that ends, not by polling).
         [batch] = await log.wait_for(stored_batch)
@@ -57,11 +72,14 @@ async def test_a_click_is_followed_from_the_redirect_to_its_insert(
     # 3. The server span, named by route template, never by the code itself.
     [server] = [s for s in spans if s.kind is SpanKind.SERVER]
     assert server.name == "GET /{code}"
-    assert server.attributes is not None and server.attributes["http.route"] == "/{code}"
-    # The lookup's Redis read and Postgres query (a cold cache) are its children.
+    assert_stable_http(server, "GET", "/traced1", 302, "/{code}")
+    # The lookup's Redis read and Postgres query (a cold cache) are its children, named by the stable
+    # database conventions (OTEL_SEMCONV_STABILITY_OPT_IN=database, tracing's default).
     below_server = children(spans, server)
-    assert any(s.name == "GET" and (s.attributes or {}).get("db.system") == "redis" for s in below_server)
-    assert any(s.name == "SELECT" and (s.attributes or {}).get("db.system") == "postgresql" for s in below_server)
+    assert any(s.name == "GET" and (s.attributes or {}).get("db.system.name") == "redis" for s in below_server)
+    assert any(s.name == "SELECT" and (s.attributes or {}).get("db.system.name") == "postgresql" for s in below_server)
+    nats = urlsplit(nats_url)
+    server_address = {"server.address": nats.hostname, "server.port": nats.port}
 
     # 4. The click's producer span is a child of the server span and says which link and shard.
     [create] = named(spans, "create clicks.*")
@@ -70,21 +88,41 @@ async def test_a_click_is_followed_from_the_redirect_to_its_insert(
     assert create.context.trace_id == server.context.trace_id
     assert create.attributes is not None
     assert create.attributes["linkpulse.link.code"] == "traced1"
-    assert create.attributes["linkpulse.shard"] == shard
     assert create.attributes["messaging.message.id"] == event_id
     assert create.attributes["messaging.destination.name"] == f"clicks.{shard}"
+    assert create.attributes["messaging.destination.partition.id"] == str(shard)
 
     # 5. The envelope's publish links to it (the envelope's traceparent went out in its NATS header).
-    [send] = named(spans, "send clicks.*")
-    assert send.kind is SpanKind.PRODUCER and linked(send, create)
-    assert send.attributes is not None and send.attributes["linkpulse.shard"] == shard
+    [publish] = named(spans, "publish clicks.*")
+    assert publish.kind is SpanKind.PRODUCER and linked(publish, create)
+    assert publish.attributes is not None
+    assert dict(publish.attributes) == {
+        "messaging.system": "nats",
+        "messaging.operation.name": "publish",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": f"clicks.{shard}",
+        "messaging.destination.template": "clicks.*",
+        "messaging.destination.partition.id": str(shard),
+        **server_address,
+        "messaging.message.id": publish.attributes["messaging.message.id"],  # the envelope's own id
+        "linkpulse.clicks": 1,
+        "linkpulse.links_dropped": 0,
+    }
 
     # 6. The ingest batch span links to the click's producer span and to the envelope's.
     assert batch.kind is SpanKind.CONSUMER
-    assert linked(batch, create) and linked(batch, send)
+    assert linked(batch, create) and linked(batch, publish)
     assert batch.attributes is not None
-    assert batch.attributes["linkpulse.shard"] == shard
-    assert batch.attributes["messaging.batch.message_count"] == 1
+    assert {k: batch.attributes[k] for k in MESSAGING_PROCESS} == {
+        "messaging.system": "nats",
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": f"clicks.{shard}",
+        "messaging.destination.partition.id": str(shard),
+        "messaging.consumer.group.name": f"ingest-{shard}",
+        "messaging.batch.message_count": 1,
+        **server_address,
+    }
     assert batch.attributes["linkpulse.ingest.events"] == 1
     assert batch.attributes["linkpulse.ingest.inserted"] == 1
     assert batch.attributes["linkpulse.ingest.duplicates"] == 0
@@ -92,7 +130,9 @@ async def test_a_click_is_followed_from_the_redirect_to_its_insert(
 
     # 7. The insert into click_events is a child of the batch span, in the batch's own trace.
     inserts = [
-        s for s in children(spans, batch) if "INSERT INTO click_events" in str((s.attributes or {}).get("db.statement"))
+        s
+        for s in children(spans, batch)
+        if "INSERT INTO click_events" in str((s.attributes or {}).get("db.query.text"))
     ]
     assert len(inserts) == 1
     assert inserts[0].context.trace_id == batch.context.trace_id

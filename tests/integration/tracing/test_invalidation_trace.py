@@ -15,7 +15,7 @@ from nats.js.api import RawStreamMsg
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from tests.conftest import MakeLink
-from tests.integration.tracing.conftest import RunApp, SpanLog
+from tests.integration.tracing.conftest import RunApp, SpanLog, assert_stable_http
 
 from linkpulse.admin.app import create_app
 from linkpulse.admin.auth import generate_key
@@ -58,6 +58,7 @@ async def test_a_patch_is_continued_by_the_redirect_eviction(
         assert (await redirect.get("/inv1", follow_redirects=False)).headers["location"] == "https://example.com/new"
     [patch] = [s for s in log.spans if s.kind is SpanKind.SERVER and s.name.startswith("PATCH ")]
     assert patch.name == "PATCH /api/v1/links/{code}"
+    assert_stable_http(patch, "PATCH", "/api/v1/links/inv1", 200, "/api/v1/links/{code}")
     assert evicted.kind is SpanKind.CONSUMER
     assert evicted.parent is not None and evicted.parent.span_id == patch.context.span_id
     assert evicted.context.trace_id == patch.context.trace_id

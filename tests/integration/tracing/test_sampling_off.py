@@ -18,7 +18,8 @@ from tests.integration.tracing.conftest import RunApp, traced
 
 from linkpulse.events import decode_click_batch
 from linkpulse.redirect.asgi_door import AsgiDoor
-from linkpulse.telemetry import LinkedRootSampler, Tracing
+from linkpulse.sampling import LinkedRootSampler
+from linkpulse.telemetry import Tracing
 
 BURST = 50
 

@@ -62,7 +62,7 @@ def test_create_span_under_a_sampled_span_is_a_producer_child_whose_traceparent_
 ) -> None:
     with tracer.start_as_current_span("request") as request:
         assert current_traceparent() == traceparent_of(request)
-        traceparent = create_span(tracer, "clicks.1", "clicks.*", {"linkpulse.shard": 1})
+        traceparent = create_span(tracer, "clicks.1", "clicks.*", {"linkpulse.link.code": "abc"}, partition=1)
     create = next(s for s in exporter.get_finished_spans() if s.name == "create clicks.*")
     assert create.kind is SpanKind.PRODUCER
     assert create.parent is not None and create.parent.span_id == request.get_span_context().span_id
@@ -70,10 +70,12 @@ def test_create_span_under_a_sampled_span_is_a_producer_child_whose_traceparent_
     assert create.attributes is not None
     assert dict(create.attributes) == {
         "messaging.system": "nats",
+        "messaging.operation.name": "create",
         "messaging.operation.type": "create",
         "messaging.destination.name": "clicks.1",
         "messaging.destination.template": "clicks.*",
-        "linkpulse.shard": 1,
+        "messaging.destination.partition.id": "1",
+        "linkpulse.link.code": "abc",
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -9,6 +11,8 @@ from litestar import Litestar, Response, get, route
 from litestar.params import FromPath
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
 from linkpulse.web import ServicePlugin
@@ -153,3 +157,59 @@ async def test_a_status_is_taken_from_the_response_start_and_500_when_none_was_s
         ("/boom", "GET", "500"): 1,
         ("unmatched", "GET", "204"): 1,
     }
+
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+
+
+def _openmetrics(collector: RequestMetrics) -> str:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return openmetrics.generate_latest(registry).decode()
+
+
+def test_a_traced_request_is_its_buckets_exemplar_in_openmetrics_only() -> None:
+    metrics = RequestMetrics()
+    metrics.observe("/{code}", "GET", 302, 0.02, TRACE_ID)
+    metrics.observe("/{code}", "GET", 302, 0.021)  # untraced: the bucket keeps the traced one
+    metrics.observe("/{code}", "GET", 302, 0.00005)  # untraced: its bucket has none
+    families = {f.name: f for f in openmetrics_parser.text_string_to_metric_families(_openmetrics(metrics))}
+    samples = families["linkpulse_http_request_duration_seconds"].samples
+    buckets = {s.labels["le"]: s for s in samples if s.name.endswith("_bucket")}
+    exemplar = buckets["0.025"].exemplar
+    assert exemplar is not None and exemplar.labels == {"trace_id": TRACE_ID} and exemplar.value == 0.02
+    assert all(s.exemplar is None for le, s in buckets.items() if le != "0.025")
+    assert buckets["0.025"].value == 3 and buckets["0.0001"].value == 1  # cumulative counts, as without exemplars
+    # Prometheus's text format has no exemplars: the same collector exposes none there.
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    assert TRACE_ID not in generate_latest(registry).decode()
+
+
+def test_metrics_endpoint_answers_openmetrics_to_a_scraper_that_asks_for_it() -> None:
+    with TestClient(_app()) as c:
+        c.get("/abc", follow_redirects=False)
+        plain = c.get("/metrics")
+        om = c.get("/metrics", headers={"accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"})
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    # The whole process registry is valid OpenMetrics (the parser is strict), ending in # EOF.
+    families = {f.name for f in openmetrics_parser.text_string_to_metric_families(om.text)}
+    assert {"linkpulse_http_requests", "linkpulse_http_request_duration_seconds"} <= families
+
+
+_OPENMETRICS_CHECK = """
+import importlib, sys
+from prometheus_client import REGISTRY
+from prometheus_client.openmetrics.exposition import generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+importlib.import_module(sys.argv[1])
+print(len(list(text_string_to_metric_families(generate_latest(REGISTRY).decode()))))
+"""
+
+
+@pytest.mark.parametrize("module", ["linkpulse.redirect.app", "linkpulse.admin.app", "linkpulse.ingest.__main__"])
+def test_every_services_registry_is_valid_openmetrics(module: str) -> None:
+    """Prometheus scrapes OpenMetrics when offered: a metric the strict parser refuses would fail the whole scrape."""
+    out = subprocess.run([sys.executable, "-c", _OPENMETRICS_CHECK, module], capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 10

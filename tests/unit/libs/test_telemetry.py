@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBasedTraceIdRatio
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from linkpulse.telemetry import LinkedRootSampler, Tracing, check_tracing_env, tracer_provider_from_env, tracing_summary
+from linkpulse.sampling import SamplingPolicy
+from linkpulse.telemetry import STABLE_CONVENTIONS, Tracing, check_tracing_env, tracing_summary
 
 MakeTracing = Callable[..., Tracing]
 
@@ -57,7 +57,7 @@ def test_nothing_set_means_tracing_is_off(from_env: MakeTracing) -> None:
     # Off: no tracer, no middleware, nothing for the request path to call.
     assert tracing.tracer("x") is None
     assert tracing.server_plugins() == []
-    assert tracing.root_ratio is None
+    assert tracing.sampling is None
 
 
 def test_console_exporter_prints_each_span_with_the_service_name(
@@ -65,9 +65,9 @@ def test_console_exporter_prints_each_span_with_the_service_name(
 ) -> None:
     tracing = from_env("linkpulse-ingest", OTEL_TRACES_EXPORTER="console", OTEL_TRACES_SAMPLER="always_on")
     emit(tracing, "probe")
-    out = capsys.readouterr().out
-    assert '"name": "probe"' in out
-    assert '"service.name": "linkpulse-ingest"' in out
+    (span,) = (json.loads(line) for line in capsys.readouterr().out.splitlines())  # one line, like the logs
+    assert span["name"] == "probe"
+    assert span["resource"]["attributes"]["service.name"] == "linkpulse-ingest"
 
 
 def test_exporter_none_means_off_even_with_an_endpoint_and_prints_nothing(
@@ -91,6 +91,10 @@ def test_sdk_disabled_means_off(from_env: MakeTracing) -> None:
         ),
         ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "unsupported protocol"),
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, "unsupported exporter 'zipkin'"),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "xray"},
+            "OTEL_TRACES_SAMPLER: unsupported sampler",
+        ),
     ],
 )
 def test_an_exporter_that_cannot_work_stops_the_start(
@@ -102,30 +106,42 @@ def test_an_exporter_that_cannot_work_stops_the_start(
     with pytest.raises(ValueError, match=message):
         check_tracing_env()
     with pytest.raises(ValueError, match=message):
-        tracer_provider_from_env("linkpulse-redirect")
+        Tracing.from_env("linkpulse-redirect")
 
 
 @pytest.mark.parametrize(
-    ("service", "env", "ratio"),
+    ("service", "env", "policy"),
     [
-        ("linkpulse-redirect", {}, 0.01),
-        ("linkpulse-admin", {}, 1.0),
-        ("linkpulse-redirect", {"OTEL_TRACES_SAMPLER_ARG": "0.25"}, 0.25),
-        ("linkpulse-redirect", {"OTEL_TRACES_SAMPLER_ARG": "lots"}, 0.01),
-        ("linkpulse-admin", {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}, 0.5),
-        ("linkpulse-admin", {"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, 0.0),
-        # Samplers that are not parent-based ratios: the request gate lets the sampler see every request.
-        ("linkpulse-admin", {"OTEL_TRACES_SAMPLER": "always_on"}, None),
-        ("linkpulse-admin", {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}, None),
+        ("linkpulse-redirect", {}, SamplingPolicy(0.01, parent_based=True)),
+        ("linkpulse-admin", {}, SamplingPolicy(1.0, parent_based=True)),
+        ("linkpulse-redirect", {"OTEL_TRACES_SAMPLER_ARG": "0.25"}, SamplingPolicy(0.25, parent_based=True)),
+        ("linkpulse-redirect", {"OTEL_TRACES_SAMPLER": "always_on"}, SamplingPolicy(1.0, parent_based=False)),
     ],
 )
-def test_the_root_ratio_comes_from_the_sampler_variables_or_the_services_default(
-    from_env: MakeTracing, service: str, env: dict[str, str], ratio: float | None
+def test_the_sampler_and_its_policy_come_from_the_sampler_variables_or_the_services_default(
+    from_env: MakeTracing, service: str, env: dict[str, str], policy: SamplingPolicy
 ) -> None:
+    # Each sampler name, one by one: tests/unit/libs/test_sampling.py.
     tracing = from_env(service, OTEL_TRACES_EXPORTER="console", **env)
-    assert tracing.root_ratio == ratio
+    assert tracing.sampling == policy
     assert tracing.provider is not None
     assert tracing.provider.sampler.get_description().startswith("LinkedRootSampler{")
+
+
+def test_tracing_on_asks_the_instrumentations_for_the_stable_conventions_unless_told(
+    otel_env: pytest.MonkeyPatch,
+) -> None:
+    otel_env.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "")  # recorded, so that the test's own value is undone
+    otel_env.delenv("OTEL_SEMCONV_STABILITY_OPT_IN")
+    Tracing()  # off: the environment is left alone
+    assert "OTEL_SEMCONV_STABILITY_OPT_IN" not in os.environ
+    provider = TracerProvider()
+    Tracing(provider)
+    assert os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] == STABLE_CONVENTIONS == "http,database"
+    otel_env.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http/dup")
+    Tracing(provider)
+    assert os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] == "http/dup"  # an operator's choice stands
+    provider.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -144,35 +160,11 @@ def test_the_service_name_defaults_per_service_and_the_variables_override_it(
     assert tracing.provider.resource.attributes["service.name"] == name
 
 
-def _context(sampled: bool, span_id: int = 7) -> SpanContext:
-    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    return SpanContext(trace_id=0xABC, span_id=span_id, is_remote=True, trace_flags=flags)
-
-
-def test_a_root_span_linked_to_a_sampled_span_is_sampled_whatever_the_ratio() -> None:
-    sampler = LinkedRootSampler(ParentBasedTraceIdRatio(0.0))
-
-    def decide(links: list[Link]) -> Decision:
-        return sampler.should_sample(None, 1, "process", SpanKind.CONSUMER, links=links).decision
-
-    assert decide([Link(_context(False)), Link(_context(True, 8))]) is Decision.RECORD_AND_SAMPLE
-    assert decide([Link(_context(False))]) is Decision.DROP
-    assert decide([]) is Decision.DROP
-
-
-def test_a_client_span_outside_any_trace_is_dropped_and_one_inside_follows_its_parent() -> None:
-    sampler = LinkedRootSampler(ParentBasedTraceIdRatio(1.0))
-    assert sampler.should_sample(None, 1, "SELECT", SpanKind.CLIENT).decision is Decision.DROP
-    for sampled, decision in ((True, Decision.RECORD_AND_SAMPLE), (False, Decision.DROP)):
-        parent = trace.set_span_in_context(NonRecordingSpan(_context(sampled)))
-        assert sampler.should_sample(parent, 1, "SELECT", SpanKind.CLIENT).decision is decision
-
-
 def test_an_explicit_provider_is_used_as_given() -> None:
     provider = TracerProvider(sampler=ALWAYS_ON)
     tracing = Tracing(provider)
-    # A sampler this module did not build: no gate ratio, every request goes to the sampler.
-    assert tracing.enabled and tracing.root_ratio is None and len(tracing.server_plugins()) == 1
+    # A sampler built elsewhere: no policy, so the gate lets every request through to the sampler.
+    assert tracing.enabled and tracing.sampling is None and len(tracing.server_plugins()) == 1
     provider.shutdown()
 
 
@@ -181,3 +173,5 @@ def test_the_summary_says_how_to_turn_tracing_on_or_where_traces_go() -> None:
     assert "OTEL_TRACES_SAMPLER_ARG=" in tracing_summary({"OTEL_TRACES_EXPORTER": "none"})
     on = tracing_summary({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318", "OTEL_TRACES_SAMPLER_ARG": "0.1"})
     assert on == "otlp → http://otel:4318; sampler parentbased_traceidratio (0.1)"
+    always = tracing_summary({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318", "OTEL_TRACES_SAMPLER": "always_on"})
+    assert always == "otlp → http://otel:4318; sampler always_on"

@@ -16,11 +16,19 @@ from linkpulse.localstack.access import REDIS_OPERATOR, nats_authorization, redi
 from linkpulse.localstack.process import ManagedProcess, StartError, free_port, port_open
 from linkpulse.messaging.permissions import SETUP_USER
 
-__all__ = ["NatsServer", "PostgresServer", "RedisServer", "find_binary"]
+__all__ = ["POSTGRES_SETTINGS", "NatsServer", "PostgresServer", "RedisServer", "find_binary"]
 
 START_TIMEOUT = 60.0
 # Postgres refuses to run as root; as root we run it as this system account.
 POSTGRES_OS_USER = "embedded_postgres"
+POSTGRES_SETTINGS = (
+    "max_connections=200",
+    # The default 128 MB is too small for ingest: its backends kept writing dirty pages out themselves
+    # to make room. Alternating `linkpulse bench ingest` pairs: 24-26k events/s at 128 MB, 29-30k at
+    # 512 MB, with 10% less Postgres CPU per event (docs/performance.md). Memory is only taken as used.
+    "shared_buffers=512MB",
+)
+"""`-c` settings of the PostgreSQL the stack starts; docker-compose.yml starts its own with the same."""
 
 
 def find_binary(name: str) -> str:
@@ -183,11 +191,7 @@ class PostgresServer:
             "-p", str(self.port),
             "-h", "127.0.0.1",
             "-k", "",  # no Unix socket: its path limit breaks deep test folders
-            "-c", "max_connections=200",
-            # The default 128 MB is too small for ingest: its backends kept writing dirty pages out themselves
-            # to make room. Alternating `linkpulse bench ingest` pairs: 24-26k events/s at 128 MB, 29-30k at
-            # 512 MB, with 10% less Postgres CPU per event (docs/performance.md). Memory is only taken as used.
-            "-c", "shared_buffers=512MB",
+            *(arg for setting in POSTGRES_SETTINGS for arg in ("-c", setting)),
         ]  # fmt: skip
         # SIGINT is Postgres's "fast" shutdown: roll back open transactions, checkpoint, exit.
         self.process = ManagedProcess("postgres", argv, log_path=self.log_path, user=self._user,

@@ -1,9 +1,9 @@
 """Trace context through NATS: W3C `traceparent` in events and headers, and the messaging spans around them.
 
-Span names follow the OpenTelemetry messaging conventions, by subject template (`create clicks.*`):
+Span names follow the OpenTelemetry messaging conventions, `{operation} {subject template}` (`create clicks.*`):
 - `create` (producer): one event made inside a sampled request; its traceparent travels in the event;
-- `send` (producer): one NATS message carrying such events, linked to their `create` spans; its traceparent
-  travels in the message's `traceparent` header;
+- `publish` (producer, operation type `send`): one NATS message carrying such events, linked to their `create`
+  spans; its traceparent travels in the message's `traceparent` header;
 - `process` (consumer): a consumed batch, linked to every producer context found in it.
 
 Nothing here makes a span or a string unless the context it starts from is sampled.
@@ -12,12 +12,15 @@ Nothing here makes a span or a string unless the context it starts from is sampl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from linkpulse.messaging.types import Client
 
 __all__ = [
     "MAX_LINKS",
@@ -38,6 +41,8 @@ MAX_LINKS = 128
 """Links per batch span: the SDK's default span limit (OTEL_SPAN_LINK_COUNT_LIMIT), counted rather than silently cut."""
 
 _propagator = TraceContextTextMapPropagator()
+# The conventions' well-known operation type of each NATS operation we trace (a publish is a `send`).
+_OPERATION_TYPES = {"create": "create", "publish": "send", "process": "process"}
 
 
 def traceparent_of(span: Span) -> str:
@@ -67,18 +72,45 @@ def span_context_of(traceparent: str) -> SpanContext | None:
     return trace.get_current_span(context).get_span_context() if context is not None else None
 
 
-def messaging_attributes(operation: str, subject: str, template: str, **extra: Any) -> dict[str, Any]:
-    """Semantic-convention attributes of a NATS messaging span, plus `extra`."""
-    return {
+def messaging_attributes(
+    operation: str,
+    subject: str,
+    template: str,
+    *,
+    partition: int | None = None,
+    nc: Client | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Semantic-convention attributes of a NATS messaging span, plus `extra`.
+
+    Args:
+        operation: `create`, `publish` or `process` (`messaging.operation.name`, and the span name's first word).
+        subject: the message's subject (`messaging.destination.name`).
+        template: the subjects' wildcard form (`messaging.destination.template`).
+        partition: the CLICKS shard, when there is one (`messaging.destination.partition.id`).
+        nc: the connection, for the server it is connected to (`server.address`, `server.port`).
+        extra: further attributes.
+    """
+    attributes: dict[str, Any] = {
         "messaging.system": "nats",
-        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": _OPERATION_TYPES[operation],
         "messaging.destination.name": subject,
         "messaging.destination.template": template,
-        **extra,
     }
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    url = nc.connected_url if nc is not None else None
+    if url is not None and url.hostname:
+        attributes["server.address"] = url.hostname
+        attributes["server.port"] = url.port or 4222  # NATS's default, when the URL names none
+    attributes.update(extra)
+    return attributes
 
 
-def create_span(tracer: Tracer, subject: str, template: str, attributes: Mapping[str, Any]) -> str:
+def create_span(
+    tracer: Tracer, subject: str, template: str, attributes: Mapping[str, Any], *, partition: int | None = None
+) -> str:
     """Record a `create` span under the current span if that is sampled; return its traceparent, else "".
 
     The span ends at once: it marks the moment the event was made, and its context is what travels.
@@ -88,7 +120,7 @@ def create_span(tracer: Tracer, subject: str, template: str, attributes: Mapping
     span = tracer.start_span(
         f"create {template}",
         kind=SpanKind.PRODUCER,
-        attributes=messaging_attributes("create", subject, template, **attributes),
+        attributes=messaging_attributes("create", subject, template, partition=partition, **attributes),
     )
     span.end()
     return traceparent_of(span)

@@ -11,7 +11,8 @@ from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 from linkpulse.web.request_metrics import instrument
 
@@ -76,15 +77,20 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
 
 
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
-def metrics() -> Response[bytes]:
-    """Prometheus text format of this process's registry."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """This process's registry: OpenMetrics (with exemplars) when the scraper accepts it, else Prometheus text."""
+    encode, media_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(REGISTRY), media_type=media_type)
 
 
 class ServicePlugin(InitPluginProtocol):
     """Adds the operational endpoints, request metrics and the error shape; each service passes its own routes."""
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        # Litestar's default LoggingConfig would put a plain-text handler on the root and `litestar` loggers
+        # when the app is built; the process's logging is configure_logging's (linkpulse.logs), and an
+        # unexpected exception is logged by `_unexpected` below.
+        app_config.logging_config = None
         app_config.route_handlers.extend([healthz, readyz, metrics])
         # The app's ASGI handler exists only once the app is built, so it is wrapped at startup.
         app_config.on_startup.append(instrument)

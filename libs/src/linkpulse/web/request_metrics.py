@@ -1,4 +1,9 @@
-"""HTTP request metrics: a count and a latency histogram per route template, method and status, for every service."""
+"""HTTP request metrics: a count and a latency histogram per route template, method and status, for every service.
+
+A traced request leaves its trace id in the ASGI scope (`TRACE_ID_KEY`, set by `linkpulse.web.server_spans`); the
+histogram keeps the latest one per bucket as an exemplar, which the OpenMetrics exposition of /metrics shows
+(Prometheus's text format has no exemplars) and Grafana links to the trace.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Exemplar, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -16,7 +21,7 @@ if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BUCKETS", "REQUEST_METRICS", "RequestMetrics", "RequestMetricsMiddleware", "instrument"]
+__all__ = ["BUCKETS", "REQUEST_METRICS", "TRACE_ID_KEY", "RequestMetrics", "RequestMetricsMiddleware", "instrument"]
 
 REQUESTS_NAME = "linkpulse_http_requests"
 DURATION_NAME = "linkpulse_http_request_duration_seconds"
@@ -29,6 +34,9 @@ _DURATION_HELP = (
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds in seconds; the low ones resolve a redirect answered from the process cache (~50-100 µs)."""
 
+TRACE_ID_KEY = "linkpulse.trace_id"
+"""Scope key of a sampled request's trace id (32 hex digits), put there by the server span; absent otherwise."""
+
 UNMATCHED = "unmatched"
 """Route label of a request no route matched (a 404 or 405 from the router): never the raw path."""
 
@@ -39,13 +47,15 @@ _LE = (*(floatToGoString(b) for b in BUCKETS), "+Inf")
 
 
 class _Series:
-    """One (route, method, status): per-bucket counts (not cumulative) and the sum of durations."""
+    """One (route, method, status): per-bucket counts (not cumulative), the sum of durations, exemplars if traced."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "exemplars", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
+        # The latest traced request of each bucket; made by the first traced request of the series.
+        self.exemplars: list[Exemplar | None] | None = None
 
 
 class RequestMetrics(Collector):
@@ -60,14 +70,19 @@ class RequestMetrics(Collector):
     def __init__(self) -> None:
         self._series: dict[tuple[str, str, int], _Series] = {}
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Record one answered request."""
+    def observe(self, route: str, method: str, status: int, seconds: float, trace_id: str | None = None) -> None:
+        """Record one answered request; `trace_id` (a sampled request's) becomes its bucket's exemplar."""
         key = (route, _METHODS.get(method, _OTHER_METHOD), status)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series()
-        series.counts[bisect_left(BUCKETS, seconds)] += 1
+        bucket = bisect_left(BUCKETS, seconds)
+        series.counts[bucket] += 1
         series.total += seconds
+        if trace_id is not None:
+            if series.exemplars is None:
+                series.exemplars = [None] * len(series.counts)
+            series.exemplars[bucket] = Exemplar({"trace_id": trace_id}, seconds, time.time())
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
@@ -77,9 +92,10 @@ class RequestMetrics(Collector):
         for (route, method, status), series in list(self._series.items()):
             labels = [route, method, str(status)]
             cumulative, buckets = 0, []
-            for le, count in zip(_LE, series.counts, strict=True):
+            exemplars = series.exemplars or [None] * len(series.counts)
+            for le, count, exemplar in zip(_LE, series.counts, exemplars, strict=True):
                 cumulative += count
-                buckets.append((le, cumulative))
+                buckets.append((le, cumulative) if exemplar is None else (le, cumulative, exemplar))
             requests.add_metric(labels, cumulative)
             duration.add_metric(labels, buckets, series.total)
         return [requests, duration]
@@ -135,6 +151,7 @@ class RequestMetricsMiddleware:
                 scope["method"],
                 status,
                 time.perf_counter() - started,
+                scope.get(TRACE_ID_KEY),  # type: ignore[arg-type]
             )
 
 

@@ -16,6 +16,7 @@ from types import FrameType
 import structlog
 import uvicorn
 
+from linkpulse.logs import configure_logging
 from linkpulse.settings import HttpSettings
 from linkpulse.web.edge import LINGERING_MAX, EdgeProtocol
 
@@ -43,6 +44,7 @@ def _config(factory: str, http: HttpSettings, graceful_timeout: float, protocol:
         http=protocol.configured(http),  # built here, in the worker: the class passed to it stays importable
         host=http.host,
         port=http.port,
+        log_config=None,  # its loggers propagate to configure_logging's one handler: JSON lines, as ours
         log_level=http.log_level.lower(),
         access_log=False,  # one line per redirect would cost more than the redirect itself
         lifespan="on",
@@ -94,9 +96,15 @@ def _own_socket(http: HttpSettings) -> socket.socket:
 
 
 def _worker(factory: str, http: HttpSettings, graceful_timeout: float, protocol: HttpProtocol) -> None:
-    config = _config(factory, http, graceful_timeout, protocol)
-    # uvicorn handles SIGTERM/SIGINT itself: stop accepting, finish in-flight requests, run the shutdown.
-    loaded_server(config).run(sockets=[_own_socket(http)])
+    configure_logging(http.log_level)  # a spawned interpreter starts with none
+    try:
+        config = _config(factory, http, graceful_timeout, protocol)
+        # uvicorn handles SIGTERM/SIGINT itself: stop accepting, finish in-flight requests, run the shutdown.
+        loaded_server(config).run(sockets=[_own_socket(http)])
+    except Exception:
+        # multiprocessing would print the traceback as plain text; the supervisor restarts the worker.
+        log.exception("server.worker_failed")
+        sys.exit(1)
 
 
 def serve(

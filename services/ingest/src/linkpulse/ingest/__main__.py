@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 
 from linkpulse.ingest.health import create_app, health_server
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.worker import IngestWorker
-from linkpulse.logs import configure_logging
+from linkpulse.logs import configure_logging, exit_at_start
 from linkpulse.telemetry import Tracing, check_tracing_env
 
 __all__ = ["main"]
@@ -43,11 +42,12 @@ async def _serve(settings: IngestSettings) -> None:
 
 def main() -> None:
     """Entry point of the ingest process."""
-    settings = IngestSettings.from_env(os.environ)
+    configure_logging()  # before the settings are read: a bad one is a log line too
     try:
+        settings = IngestSettings.from_env(os.environ)
         check_tracing_env()
-    except ValueError as exc:
-        sys.exit(f"linkpulse-ingest: {exc}")
+    except ValueError as exc:  # SettingsError too
+        exit_at_start("ingest", exc)
     configure_logging(settings.ingest.log_level)
     try:
         import uvloop

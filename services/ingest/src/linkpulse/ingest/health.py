@@ -37,8 +37,7 @@ def create_app(worker: IngestWorker, working: asyncio.Task[None]) -> Litestar:
         return worker.ready()
 
     state = State({"liveness": alive, "readiness": ready})
-    # logging_config=None: Litestar's default would reformat the process's stdlib logging on startup.
-    return Litestar(plugins=[ServicePlugin()], state=state, openapi_config=None, logging_config=None)
+    return Litestar(plugins=[ServicePlugin()], state=state, openapi_config=None)
 
 
 def health_server(app: Litestar, tuning: IngestTuning) -> HealthServer:
@@ -47,7 +46,7 @@ def health_server(app: Litestar, tuning: IngestTuning) -> HealthServer:
         app,
         host=tuning.metrics_host,
         port=tuning.metrics_port,
-        log_config=None,  # configure_logging already routes uvicorn's loggers
+        log_config=None,  # its loggers propagate to configure_logging's one handler
         log_level=tuning.log_level.lower(),
         access_log=False,  # a probe every few seconds is noise
         lifespan="on",

@@ -22,7 +22,7 @@ from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.store import StoreResult, store_batch
 from linkpulse.messaging.streams import CLICKS_SUBJECTS, click_subject, ingest_durable
 from linkpulse.messaging.tracing import batch_links, header_traceparent, messaging_attributes
-from linkpulse.messaging.types import Msg
+from linkpulse.messaging.types import Client, Msg
 
 __all__ = ["MAX_BACKOFF", "BatchPipeline"]
 
@@ -33,9 +33,12 @@ MAX_BACKOFF = 10.0
 class BatchPipeline:
     """Decodes and stores fetched batches for all shard loops of a worker, a few at a time."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: IngestSettings, tracer: Tracer | None) -> None:
-        """Store into `pool`; `tracer` None when tracing is off (no span work at all then)."""
+    def __init__(
+        self, pool: asyncpg.Pool, settings: IngestSettings, tracer: Tracer | None, nc: Client | None = None
+    ) -> None:
+        """Store into `pool`; `tracer` None when tracing is off (no span work at all then); `nc` the batches' source."""
         self._pool = pool
+        self._nc = nc
         self._timeout = settings.database.command_timeout
         self._retry_delay = settings.ingest.retry_delay
         self._tracer = tracer
@@ -62,8 +65,7 @@ class BatchPipeline:
         # Current while storing, so the asyncpg spans of this batch's transaction are its children.
         return trace.use_span(self._batch_span(self._tracer, shard, msgs, batch), end_on_exit=True)
 
-    @staticmethod
-    def _batch_span(tracer: Tracer, shard: int, msgs: Sequence[Msg], batch: PreparedBatch) -> Span:
+    def _batch_span(self, tracer: Tracer, shard: int, msgs: Sequence[Msg], batch: PreparedBatch) -> Span:
         """A started `process` span for a fetched batch, linked to every producer context found in it.
 
         The clicks' own `create` contexts come first (they are what a trace is followed by), then each
@@ -75,10 +77,11 @@ class BatchPipeline:
             "process",
             click_subject(shard),
             CLICKS_SUBJECTS,
+            partition=shard,
+            nc=self._nc,
             **{
                 "messaging.batch.message_count": len(msgs),
                 "messaging.consumer.group.name": ingest_durable(shard),
-                "linkpulse.shard": shard,
                 "linkpulse.ingest.events": sum(len(item.rows) for item in batch.items),
                 "linkpulse.links_dropped": dropped,
             },

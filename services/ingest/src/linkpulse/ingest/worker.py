@@ -82,7 +82,7 @@ class IngestWorker:
             if not await self._ensure_consumers(nc, stop):
                 return
             log.info("ingest.started", shards=self.settings.clicks.shards)
-            pipeline = BatchPipeline(pool, self.settings, self._tracing.tracer("linkpulse.ingest"))
+            pipeline = BatchPipeline(pool, self.settings, self._tracing.tracer("linkpulse.ingest"), nc)
             async with asyncio.TaskGroup() as tasks:
                 for job in maintenance_jobs(pool, self.settings, stop):
                     tasks.create_task(job)

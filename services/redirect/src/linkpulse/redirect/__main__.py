@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 
-from linkpulse.logs import configure_logging
+from linkpulse.logs import configure_logging, exit_at_start
 from linkpulse.redirect.inline_door import RedirectProtocol
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.telemetry import check_tracing_env
@@ -13,11 +12,12 @@ from linkpulse.web.server import serve
 
 
 def main() -> None:
-    settings = RedirectSettings.from_env(os.environ)
+    configure_logging()  # before the settings are read: a bad one is a log line too
     try:
+        settings = RedirectSettings.from_env(os.environ)
         check_tracing_env()
-    except ValueError as exc:
-        sys.exit(f"linkpulse-redirect: {exc}")
+    except ValueError as exc:  # SettingsError too
+        exit_at_start("redirect", exc)
     configure_logging(settings.http.log_level)
     serve("linkpulse.redirect.app:create_app", settings.http, protocol=RedirectProtocol)
 

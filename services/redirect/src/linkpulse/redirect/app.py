@@ -34,7 +34,7 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
             partial(link_store, settings, tracing),
             partial(nats_link, settings, tracer),
             partial(click_publisher, settings, click_tracing),
-            partial(redirect_core, settings, click_tracing, tracing.root_ratio),
+            partial(redirect_core, settings, click_tracing, tracing.sampling),
         ],
         plugins=[ServicePlugin(), *tracing.server_plugins()],
         state=State({"readiness": ready}),

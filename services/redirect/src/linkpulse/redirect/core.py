@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from linkpulse.redirect.clicks import ClickMaker
     from linkpulse.redirect.lookup import LinkLookup
     from linkpulse.redirect.publisher import ClickPublisher
+    from linkpulse.sampling import SamplingPolicy
 
 __all__ = ["FOUND_KEY", "NOT_LOOKED", "ROUTE", "RedirectCore", "core_of", "keep_core"]
 
@@ -41,7 +42,7 @@ _STATE_KEY = "redirect_core"
 class RedirectCore:
     """The lookup chain, click budget, publisher and click maker of one app run, and the hot answer."""
 
-    __slots__ = ("budget", "clicks", "lookup", "publisher", "trace_ratio")
+    __slots__ = ("budget", "clicks", "lookup", "publisher", "trace_policy", "traced")
 
     def __init__(
         self,
@@ -49,14 +50,16 @@ class RedirectCore:
         budget: ClickBudget,
         publisher: ClickPublisher,
         clicks: ClickMaker,
-        trace_ratio: float | None,
+        trace_policy: SamplingPolicy | None,
     ) -> None:
         self.lookup = lookup
         self.budget = budget
         self.publisher = publisher
         self.clicks = clicks
-        self.trace_ratio = None if clicks.tracing is None else trace_ratio
-        """The root sampling ratio; None while tracing is off."""
+        self.traced = clicks.tracing is not None
+        """Tracing is on."""
+        self.trace_policy = trace_policy
+        """The sampler's policy; None, with tracing on, when the sampler was built elsewhere (it decides alone)."""
 
     def sampling(self, headers: Iterable[tuple[bytes, bytes]]) -> bool | None:
         """The request's tracing decision (`sampling_decision`); None, not traced, whenever tracing is off.
@@ -65,8 +68,7 @@ class RedirectCore:
         tracing gate: a request not drawn (nearly all, at the default ratio) is answered with no span at
         all, so sampling costs a hot answer one `random()`; one drawn takes the Litestar door, which traces it.
         """
-        ratio = self.trace_ratio
-        return None if ratio is None else sampling_decision(headers, ratio)
+        return sampling_decision(headers, self.trace_policy) if self.traced else None
 
     def answer(
         self, is_get: bool, path: str, query: bytes, peer: str, headers: Iterable[tuple[bytes, bytes]]

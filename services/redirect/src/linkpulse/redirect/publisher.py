@@ -213,9 +213,9 @@ class ClickPublisher:
         """Publish until acked or `give_up_after` (or the drain deadline) passes; every attempt reuses the id.
 
         While disconnected it waits for the connection instead of feeding nats-py's pending buffer. An
-        envelope carrying a traced click gets a `send` span, whose traceparent goes in the message header.
+        envelope carrying a traced click gets a `publish` span, whose traceparent goes in the message header.
         """
-        span = self._tracing.send_span(shard, envelope) if self._tracing is not None else None
+        span = self._tracing.publish_span(shard, envelope, self._nc) if self._tracing is not None else None
         if span is None:
             return await self._deliver(shard, envelope, "")
         try:

@@ -29,6 +29,7 @@ from linkpulse.redirect.publisher import ClickPublisher
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.spill import SpillFile
 from linkpulse.redirect.tracing import ClickTracing
+from linkpulse.sampling import SamplingPolicy
 from linkpulse.telemetry import Tracing
 from linkpulse.web.proxies import TrustedProxies
 
@@ -112,12 +113,12 @@ async def click_publisher(
 
 @asynccontextmanager
 async def redirect_core(
-    settings: RedirectSettings, tracing: ClickTracing | None, trace_ratio: float | None, app: Litestar
+    settings: RedirectSettings, tracing: ClickTracing | None, trace_policy: SamplingPolicy | None, app: Litestar
 ) -> AsyncIterator[None]:
     """The doors' `RedirectCore` (`core_of(app)`), from the resources above and a click maker; entered last."""
     clicks = ClickMaker(TrustedProxies(settings.proxy.trusted), settings.proxy.country_header,
                         anonymize=settings.proxy.anonymize_ip, tracing=tracing)  # fmt: skip
-    keep_core(app, RedirectCore(app.state.lookup, app.state.budget, app.state.publisher, clicks, trace_ratio))
+    keep_core(app, RedirectCore(app.state.lookup, app.state.budget, app.state.publisher, clicks, trace_policy))
     try:
         yield
     finally:

@@ -1,4 +1,4 @@
-"""Click tracing: a `create` span per click of a sampled request, a `send` span per envelope carrying one."""
+"""Click tracing: a `create` span per click of a sampled request, a `publish` span per envelope carrying one."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from linkpulse.events import ClickBatch
 from linkpulse.ids import shard_for
 from linkpulse.messaging.streams import CLICKS_SUBJECTS, click_subject
 from linkpulse.messaging.tracing import batch_links, create_span, messaging_attributes
+from linkpulse.messaging.types import Client
 
 __all__ = ["ClickTracing"]
 
@@ -27,29 +28,31 @@ class ClickTracing:
         if not trace.get_current_span().get_span_context().trace_flags.sampled:
             return ""
         shard = shard_for(code, self._shards)
-        attributes = {"messaging.message.id": event_id, "linkpulse.link.code": code, "linkpulse.shard": shard}
-        return create_span(self._tracer, click_subject(shard), CLICKS_SUBJECTS, attributes)
+        attributes = {"messaging.message.id": event_id, "linkpulse.link.code": code}
+        return create_span(self._tracer, click_subject(shard), CLICKS_SUBJECTS, attributes, partition=shard)
 
-    def send_span(self, shard: int, envelope: ClickBatch) -> Span | None:
-        """A started `send` span linked to the envelope's traced clicks; None when no click in it is traced.
+    def publish_span(self, shard: int, envelope: ClickBatch, nc: Client | None) -> Span | None:
+        """A started `publish` span linked to the envelope's traced clicks; None when no click in it is traced.
 
-        The caller ends it, and puts its traceparent in the message's header.
+        The caller ends it, and puts its traceparent in the message's header. `nc`: the connection it goes
+        out on (the server's address), if known.
         """
         links, dropped = batch_links(event.traceparent for event in envelope.events)
         if not links:
             return None
         attributes = messaging_attributes(
-            "send",
+            "publish",
             click_subject(shard),
             CLICKS_SUBJECTS,
+            partition=shard,
+            nc=nc,
             **{
                 "messaging.message.id": envelope.id,
-                "linkpulse.shard": shard,
                 "linkpulse.clicks": len(envelope.events),
                 "linkpulse.links_dropped": dropped,
             },
         )
         # No parent: the publish loop is not part of any request; the links say which clicks it carries.
         return self._tracer.start_span(
-            f"send {CLICKS_SUBJECTS}", context=Context(), kind=SpanKind.PRODUCER, links=links, attributes=attributes
+            f"publish {CLICKS_SUBJECTS}", context=Context(), kind=SpanKind.PRODUCER, links=links, attributes=attributes
         )
