@@ -11,6 +11,7 @@ import base64
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ RELEASE = "linkpulse"
 NAMESPACE = "links"
 KUBE_VERSION = "1.34.0"
 # Custom resources kubernetes-validate has no schema for; their tests check them structurally.
-CRD_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"})
+CRD_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject", "HTTPRoute"})
 
 # Secret values the chart is given, so a test can look for them where they must never be.
 SECRETS = {
@@ -55,6 +56,11 @@ EXISTING_SECRETS: dict[tuple[str, str], str] = {
     ("lp-redis", "url"): "redis://:fromExisting@redis.example:6379/0",
     ("lp-nats", "url"): "nats://u:fromExisting@nats.example:4222",
     ("otlp-auth", "headers"): "x-api-key=fromExistingSecret",
+    # redis.auth.existingSecret and timescaledb.auth.existingSecret (test_existing_secrets.py)
+    ("lp-redis-auth", "password"): "redisDefaultFromExistingSecret01",
+    ("lp-redis-auth", "redirect-password"): "redisRedirectFromExistingSecret02",
+    ("lp-redis-auth", "admin-password"): "redisAdminFromExistingSecret03",
+    ("lp-db-auth", "password"): "tsdbOwnerFromExistingSecret04",
 }
 
 _ALL_TUNING: dict[str, Any] = {
@@ -289,7 +295,8 @@ class Rendered:
         return base64.b64decode(secret["data"][key]).decode()
 
     def environment(self, container: Mapping[str, Any]) -> dict[str, str]:
-        """Every variable a container gets, from envFrom ConfigMaps/Secrets and env, resolved."""
+        """Every variable a container gets, from envFrom ConfigMaps/Secrets and env, resolved; a value's $(VAR)
+        references are expanded from the variables before it, as the kubelet does."""
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             if "configMapRef" in source:
@@ -299,7 +306,7 @@ class Rendered:
                 env.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
         for entry in container.get("env", []):
             if "value" in entry:
-                env[entry["name"]] = entry["value"]
+                env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), entry["value"])
                 continue
             ref = entry["valueFrom"]
             if "secretKeyRef" in ref:

@@ -198,6 +198,7 @@ def test_network_policies_allow_what_linkpulse_needs() -> None:
         "linkpulse-nats",
         "linkpulse-redis",
         "linkpulse-timescaledb",
+        "linkpulse-test",
     }
     (http_rule,) = policies["linkpulse-redirect"]["ingress"]
     assert http_rule["ports"] == [{"port": "http", "protocol": "TCP"}]
@@ -221,6 +222,7 @@ def test_network_policy_egress_uses_the_ports_of_external_urls() -> None:
         "linkpulse-admin",
         "linkpulse-ingest",
         "linkpulse-egress",
+        "linkpulse-test",
     }
 
 

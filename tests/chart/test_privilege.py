@@ -41,10 +41,18 @@ def test_redis_users_have_the_rules_of_the_local_stack_and_protected_mode_stays_
         for workload in out.workloads():
             for container in out.containers(workload):
                 assert "--protected-mode" not in container.get("args", []), (name, workload["metadata"]["name"])
-    conf = render_set("known-secrets").secret_value("linkpulse-redis", "redis.conf").splitlines()
-    assert conf[0].startswith("user default on >redisPasswordForChartTests0002 ")
-    rules = {line.split()[1]: line.split(" ", 4)[4] for line in conf[1:]}
-    assert rules == REDIS_USERS
+    # The container writes its ACL file at start, a user per line, the password from its environment.
+    redis = render_set("known-secrets").get("StatefulSet", "linkpulse-redis")["spec"]["template"]["spec"]
+    (script,) = redis["containers"][0]["args"]
+    users = re.findall(r"printf 'user (\S+) on >%s (.*)\\n' \"\$(\w+)\"", script)
+    assert users[0] == ("default", "~* &* +@all", "REDISCLI_AUTH")
+    assert {user: rules for user, rules, _ in users[1:]} == REDIS_USERS
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in redis["containers"][0]["env"]}
+    assert {variable: secrets[variable] for _, _, variable in users} == {
+        "REDISCLI_AUTH": {"name": "linkpulse-redis", "key": "password"},
+        "REDIS_REDIRECT_PASSWORD": {"name": "linkpulse-redis", "key": "redirect-password"},
+        "REDIS_ADMIN_PASSWORD": {"name": "linkpulse-redis", "key": "admin-password"},
+    }
     with pytest.raises(HelmRenderError, match="protected-mode"):
         render({"redis": {"auth": {"enabled": False}}})
 
@@ -74,8 +82,8 @@ def test_admin_ingress_exposes_only_the_api_and_its_schema() -> None:
 
 def test_network_policies_are_on_by_default_and_close_the_nats_monitor_port_to_all_but_scrapers() -> None:
     policies = {p["metadata"]["name"]: p["spec"] for p in render_set("defaults").of_kind("NetworkPolicy")}
-    assert {"linkpulse-redirect", "linkpulse-admin", "linkpulse-ingest", "linkpulse-egress",
-            "linkpulse-nats", "linkpulse-redis", "linkpulse-timescaledb"} == set(policies)  # fmt: skip
+    assert {"linkpulse-redirect", "linkpulse-admin", "linkpulse-ingest", "linkpulse-egress", "linkpulse-nats",
+            "linkpulse-redis", "linkpulse-timescaledb", "linkpulse-test"} == set(policies)  # fmt: skip
     nats = policies["linkpulse-nats"]
     assert all(p["port"] != 8222 for rule in nats["ingress"] for p in rule["ports"])
     # Every bundled dependency reaches out to DNS only (NATS also to its peers' routes).
@@ -104,7 +112,7 @@ def test_service_passwords_can_be_given_for_renders_without_a_cluster() -> None:
     assert env["redirect"]["LINKPULSE_NATS_URL"] == "nats://redirect:natsRedirectGiven0123456789@linkpulse-nats:4222"
     assert '"redirect", password: "natsRedirectGiven0123456789"' in out.secret_value("linkpulse-nats", "auth.conf")
     assert env["admin"]["LINKPULSE_REDIS_URL"] == "redis://admin:redisAdminGiven0123456789@linkpulse-redis:6379/0"
-    assert "user admin on >redisAdminGiven0123456789 " in out.secret_value("linkpulse-redis", "redis.conf")
+    assert out.secret_value("linkpulse-redis", "admin-password") == "redisAdminGiven0123456789"
     assert env["ingest"]["LINKPULSE_DATABASE_URL"].startswith(
         "postgresql://linkpulse_ingest_login:pgIngestGiven0123456789@"
     )

@@ -87,7 +87,15 @@ def test_schema_types_every_value_and_closes_every_values_object() -> None:
     untyped = [".".join(p) for p in _leaves(values) if not (s := _schema_at(schema, p)) or not s.get("type")]
     assert untyped == []
     # Every chart-defined object (not free-form Kubernetes maps) refuses unknown keys.
-    free_form = {"affinity", "podSecurityContext", "containerSecurityContext", "seccompProfile", "capabilities"}
+    # `global` is shared with an umbrella chart's other subcharts: their keys must pass through.
+    free_form = {
+        "affinity",
+        "podSecurityContext",
+        "containerSecurityContext",
+        "seccompProfile",
+        "capabilities",
+        "global",
+    }
 
     def closed(node: dict[str, Any], path: str) -> list[str]:
         node = _resolve(schema, node)  # a shared definition is checked at every place that uses it

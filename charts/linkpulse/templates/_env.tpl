@@ -1,7 +1,7 @@
 {{/*
 The environment of each Linkpulse container. `linkpulse.envSpec` says, as data, which variables a
 container's settings class reads and where each value comes from; `linkpulse.env` is the one loop
-that turns it into a plan {plain: {VAR: value}, refs: {VAR: {name, key}}}, which the ConfigMaps,
+that turns it into a plan {plain: {VAR: value}, refs: {VAR: {name, key}}, expand: {VAR: "..$(REF).."}}, which the ConfigMaps,
 Deployments, hook Jobs and Secrets render.
 */}}
 
@@ -25,13 +25,15 @@ Deployments, hook Jobs and Secrets render.
 {{- end -}}
 {{- end -}}
 
-{{/* Hosts whose short links are admin's own (loops): the enabled ingress hosts, then admin.ownHosts, comma separated. */}}
+{{/* Hosts whose short links are admin's own (loops): the enabled ingress hosts and HTTPRoute hostnames (not wildcards), then admin.ownHosts, comma separated. */}}
 {{- define "linkpulse.adminOwnHosts" -}}
 {{- $hosts := list -}}
-{{- if .Values.ingress.enabled -}}
 {{- range $c := list "redirect" "admin" -}}
 {{- $i := index $.Values.ingress $c -}}
-{{- if and $i.enabled $i.host -}}{{- $hosts = append $hosts $i.host -}}{{- end -}}
+{{- if and $.Values.ingress.enabled $i.enabled $i.host -}}{{- $hosts = append $hosts $i.host -}}{{- end -}}
+{{- $r := index $.Values.httpRoute $c -}}
+{{- if and $.Values.httpRoute.enabled $r.enabled -}}
+{{- range $r.hostnames -}}{{- if not (hasPrefix "*" .) -}}{{- $hosts = append $hosts . -}}{{- end -}}{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- join "," (concat $hosts .Values.admin.ownHosts | uniq) -}}
@@ -148,10 +150,14 @@ its settings class reads (linkpulse.envSpec). (dict "ctx" $ "component" "redirec
 {{- $src := include "linkpulse.secretRefs" (dict "ctx" $ctx "hook" (default false .hook) "component" $c) | fromYaml -}}
 {{- $plain := dict -}}
 {{- $refs := dict -}}
+{{- $expand := dict -}}
 {{- range $name := $container.connections -}}
 {{- if hasKey $src.plain $name -}}{{- $_ := set $plain $name (index $src.plain $name) -}}{{- end -}}
 {{- if hasKey $src.refs $name -}}{{- $_ := set $refs $name (index $src.refs $name) -}}{{- end -}}
+{{- if hasKey $src.expand $name -}}{{- $_ := set $expand $name (index $src.expand $name) -}}{{- end -}}
 {{- end -}}
+{{- /* Passwords only the user's Secrets hold (existingSecret): PGPASSWORD, or what an expanded URL names. */ -}}
+{{- range $name, $ref := $src.inputs -}}{{- $_ := set $refs $name $ref -}}{{- end -}}
 {{- range $group := $container.groups -}}
 {{- range $name, $from := index $spec.groups $group -}}
 {{- if hasPrefix "include " $from -}}
@@ -172,7 +178,7 @@ its settings class reads (linkpulse.envSpec). (dict "ctx" $ "component" "redirec
 {{- if $container.traced -}}
 {{- include "linkpulse.env.tracing" (dict "ctx" $ctx "env" $plain "refs" $refs "component" $c) -}}
 {{- end -}}
-{{- toYaml (dict "plain" $plain "refs" $refs) -}}
+{{- toYaml (dict "plain" $plain "refs" $refs "expand" $expand) -}}
 {{- end -}}
 
 {{/*
@@ -204,6 +210,10 @@ endpoint and sampling only when tracing.otlpEndpoint is set. (dict "ctx" $ "env"
 {{- end -}}
 {{- range $name, $ref := .plan.refs -}}
 {{- $out = append $out (dict "name" $name "valueFrom" (dict "secretKeyRef" (dict "name" $ref.name "key" $ref.key))) -}}
+{{- end -}}
+{{- /* After the Secret refs: Kubernetes expands $(VAR) only from variables defined earlier. */ -}}
+{{- range $name, $value := .plan.expand -}}
+{{- $out = append $out (dict "name" $name "value" $value) -}}
 {{- end -}}
 {{- $out = concat $out (.extra | default list) -}}
 {{- if $out -}}{{- toYaml $out -}}{{- end -}}

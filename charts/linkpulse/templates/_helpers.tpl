@@ -57,25 +57,55 @@ app.kubernetes.io/part-of: linkpulse
 
 {{/* ---------------------------------------------------------------- images */}}
 
+{{/*
+An image reference, Bitnami style: global.imageRegistry, else the image's own registry, in front of the
+repository; @digest when one is given (it wins over the tag), else :tag.
+(dict "ctx" $ "registry" r "repository" repo "tag" t "digest" d)
+*/}}
+{{- define "linkpulse.imageRef" -}}
+{{- $registry := (.ctx.Values.global | default dict).imageRegistry | default .registry -}}
+{{- $repo := .repository -}}
+{{- with $registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}{{- end -}}
+{{- if .digest -}}
+{{- printf "%s@%s" $repo .digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (toString .tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Image of a Linkpulse service. Call with (dict "ctx" $ "svc" .Values.redirect). */}}
 {{- define "linkpulse.image" -}}
-{{- $repo := .svc.image.repository -}}
-{{- with .ctx.Values.image.registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}{{- end -}}
-{{- if .svc.image.digest -}}
-{{- printf "%s@%s" $repo .svc.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" $repo (.svc.image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion | toString) -}}
-{{- end -}}
+{{- $tag := .svc.image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion -}}
+{{- include "linkpulse.imageRef" (dict "ctx" .ctx "registry" .ctx.Values.image.registry "repository" .svc.image.repository "tag" $tag "digest" .svc.image.digest) -}}
 {{- end -}}
 
-{{/* Image of a bundled dependency: (dict "image" .Values.nats.image). */}}
+{{/* Image of a bundled dependency: (dict "ctx" $ "image" .Values.nats.image). */}}
 {{- define "linkpulse.depImage" -}}
-{{- printf "%s:%s" .image.repository (toString .image.tag) -}}
+{{- include "linkpulse.imageRef" (dict "ctx" .ctx "registry" .image.registry "repository" .image.repository "tag" .image.tag "digest" .image.digest) -}}
 {{- end -}}
 
+{{/* imagePullSecrets of every pod: global.imagePullSecrets (names or {name}) then imagePullSecrets, once each. */}}
 {{- define "linkpulse.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets -}}
+{{- $names := list -}}
+{{- range concat ((.Values.global | default dict).imagePullSecrets | default list) .Values.imagePullSecrets -}}
+{{- $names = append $names (ternary . (get (ternary . dict (kindIs "map" .)) "name") (kindIs "string" .)) -}}
+{{- end -}}
+{{- $secrets := list -}}
+{{- range $names | compact | uniq -}}{{- $secrets = append $secrets (dict "name" .) -}}{{- end -}}
+{{- with $secrets -}}
 imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The annotations block of an object's metadata: commonAnnotations, then the object's own (which win),
+or nothing. (dict "ctx" $ "extra" map)
+*/}}
+{{- define "linkpulse.annotations" -}}
+{{- $all := merge (deepCopy (.extra | default dict)) (deepCopy (.ctx.Values.commonAnnotations | default dict)) -}}
+{{- with $all -}}
+annotations:
 {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
@@ -147,10 +177,19 @@ template that needs it (hook Secret, main Secret, URLs) sees the same value.
 {{- end -}}
 {{- end -}}
 
+{{/*
+The owner's DSN. With timescaledb.auth.existingSecret the chart never sees the password: the DSN has
+none, and the containers using it get PGPASSWORD from that Secret (asyncpg reads it, as libpq does).
+*/}}
 {{- define "linkpulse.databaseUrl" -}}
 {{- if .Values.timescaledb.enabled -}}
 {{- $a := .Values.timescaledb.auth -}}
-{{- printf "postgresql://%s:%s@%s:5432/%s" ($a.username | urlquery) (include "linkpulse.databasePassword" . | urlquery) (include "linkpulse.componentName" (dict "ctx" . "component" "timescaledb")) $a.database -}}
+{{- $host := include "linkpulse.componentName" (dict "ctx" . "component" "timescaledb") -}}
+{{- if $a.existingSecret -}}
+{{- printf "postgresql://%s@%s:5432/%s" ($a.username | urlquery) $host $a.database -}}
+{{- else -}}
+{{- printf "postgresql://%s:%s@%s:5432/%s" ($a.username | urlquery) (include "linkpulse.databasePassword" . | urlquery) $host $a.database -}}
+{{- end -}}
 {{- else if .Values.externalDatabase.url -}}
 {{- .Values.externalDatabase.url -}}
 {{- else if not .Values.externalDatabase.existingSecret -}}
@@ -229,13 +268,21 @@ exists before the release's own objects.
 {{- $own := ternary (include "linkpulse.componentName" (dict "ctx" $ctx "component" "setup")) (include "linkpulse.fullname" $ctx) .hook -}}
 {{- $refs := dict -}}
 {{- $plain := dict -}}
+{{- /* expand: values with $(VAR) references Kubernetes resolves from the inputs, Secret refs set before them. */ -}}
+{{- $expand := dict -}}
+{{- $inputs := dict -}}
 {{- $roles := include "linkpulse.serviceRoles" $ctx -}}
 {{- /* Database: always a Secret (the DSN holds a password). */ -}}
 {{- if and (not $v.timescaledb.enabled) $v.externalDatabase.existingSecret -}}
 {{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $v.externalDatabase.existingSecret "key" $v.externalDatabase.existingSecretKey) -}}
 {{- else -}}
 {{- $_ := include "linkpulse.databaseUrl" $ctx -}}
-{{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $own "key" (ternary (printf "database-url-%s" $c) "database-url" (and $service (eq $roles "true")))) -}}
+{{- $ownerDsn := not (and $service (eq $roles "true")) -}}
+{{- $_ := set $refs "LINKPULSE_DATABASE_URL" (dict "name" $own "key" (ternary "database-url" (printf "database-url-%s" $c) $ownerDsn)) -}}
+{{- $a := $v.timescaledb.auth -}}
+{{- if and $v.timescaledb.enabled $a.existingSecret $ownerDsn -}}
+{{- $_ := set $inputs "PGPASSWORD" (dict "name" $a.existingSecret "key" $a.existingSecretPasswordKey) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (not $service) (eq $roles "true") -}}
 {{- range $s := list "redirect" "ingest" "admin" -}}
@@ -254,7 +301,11 @@ exists before the release's own objects.
 {{- end -}}
 {{- /* Redis: the bundled one has a user per service; an external one a Secret when it has a password. Setup never needs Redis. */ -}}
 {{- if not .hook -}}
-{{- if and $v.redis.enabled (has $c (list "redirect" "admin")) -}}
+{{- if and $v.redis.enabled (has $c (list "redirect" "admin")) $v.redis.auth.existingSecret -}}
+{{- /* The password is only in the user's Secret: Kubernetes puts it into the URL (it must be URL-safe). */ -}}
+{{- $_ := set $inputs "REDIS_USER_PASSWORD" (dict "name" $v.redis.auth.existingSecret "key" (printf "%s-password" $c)) -}}
+{{- $_ := set $expand "LINKPULSE_REDIS_URL" (printf "redis://%s:$(REDIS_USER_PASSWORD)@%s:6379/0" $c (include "linkpulse.componentName" (dict "ctx" $ctx "component" "redis"))) -}}
+{{- else if and $v.redis.enabled (has $c (list "redirect" "admin")) -}}
 {{- $_ := set $refs "LINKPULSE_REDIS_URL" (dict "name" $own "key" (printf "redis-url-%s" $c)) -}}
 {{- else if $v.redis.enabled -}}
 {{- /* no other container uses Redis */ -}}
@@ -271,7 +322,7 @@ exists before the release's own objects.
 {{- $_ := set $refs "LINKPULSE_ADMIN_KEY" (dict "name" $own "key" "admin-key") -}}
 {{- end -}}
 {{- end -}}
-{{- toYaml (dict "refs" $refs "plain" $plain) -}}
+{{- toYaml (dict "refs" $refs "plain" $plain "expand" $expand "inputs" $inputs) -}}
 {{- end -}}
 
 {{/* Data of the Secret `name` holding the keys the given containers refer to: (dict "ctx" $ "hook" bool "name" n "components" list) */}}
@@ -382,7 +433,9 @@ even a hash of one belongs in an annotation (after changing only a password, res
 {{- $where = append $where (list (regexReplaceAll "//[^/@]*@" $external.url "//") $external.existingSecret $external.existingSecretKey) -}}
 {{- end -}}
 checksum/config: {{ toYaml .plan | sha256sum }}
-checksum/connections: {{ toJson (list $where $v.admin.existingSecret $v.admin.existingSecretKey) | sha256sum }}
+{{- $connections := list $where $v.admin.existingSecret $v.admin.existingSecretKey -}}
+{{- with compact (list $v.redis.auth.existingSecret $v.timescaledb.auth.existingSecret) -}}{{- $connections = append $connections . -}}{{- end }}
+checksum/connections: {{ toJson $connections | sha256sum }}
 {{- with .extra }}
 {{ toYaml . }}
 {{- end }}
@@ -404,6 +457,10 @@ checksum/connections: {{ toJson (list $where $v.admin.existingSecret $v.admin.ex
   imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
   command:
     {{- toYaml .command | nindent 4 }}
+  {{- with $ctx.Values.setup.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with include "linkpulse.envList" (dict "plan" $plan "inline" true) }}
   env:
     {{- . | nindent 4 }}
@@ -415,4 +472,7 @@ checksum/connections: {{ toJson (list $where $v.admin.existingSecret $v.admin.ex
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+    {{- with $ctx.Values.setup.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
