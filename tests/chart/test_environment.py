@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.chart.conftest import EXISTING_SECRETS, SECRETS, VALUE_SETS, Rendered, render, render_set
+from tests.chart.conftest import CHART, EXISTING_SECRETS, SECRETS, VALUE_SETS, Rendered, render, render_set
 
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.redirect.settings import RedirectSettings
-from linkpulse.sampling import SamplingPolicy
+from linkpulse.sampling import SAMPLERS, SamplingPolicy
 from linkpulse.settings import (
     ClicksSettings,
     DatabaseSettings,
@@ -375,3 +375,34 @@ def test_tracing_values_configure_each_services_real_tracer(
     assert resource["service.name"] == f"linkpulse-{container}"
     assert resource["deployment.environment"] == "prod"
     tracing.provider.shutdown()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_the_tracing_sampler_value_gives_each_service_that_sdk_sampler(
+    sampler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = render({"tracing": {"otlpEndpoint": "http://otel-collector.observability:4318", "sampler": sampler,
+                              "sampleRatio": {"redirect": 0.25}}})  # fmt: skip
+    env = out.environment(next(c for _, c in out.linkpulse_containers() if c["name"] == "redirect"))
+    assert env["OTEL_TRACES_SAMPLER"] == sampler
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("OTEL_"):
+            monkeypatch.setenv(name, value)
+    tracing = Tracing.from_env("linkpulse-redirect")
+    ratio = {"always_on": 1.0, "always_off": 0.0}.get(sampler.removeprefix("parentbased_"), 0.25)
+    assert tracing.sampling == SamplingPolicy(ratio, parent_based=sampler.startswith("parentbased_"))
+    assert tracing.provider is not None
+    tracing.provider.shutdown()
+
+
+def test_the_tracing_sampler_value_is_unset_by_default_and_only_an_sdk_name() -> None:
+    out = render({"tracing": {"otlpEndpoint": "http://otel-collector.observability:4318"}})
+    for _, container in out.linkpulse_containers():
+        assert "OTEL_TRACES_SAMPLER" not in out.environment(container)
+    # The schema's choices are the SDK's names as linkpulse.sampling builds them, and "" for the default.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["tracing"]["properties"]["sampler"]["enum"] == ["", *SAMPLERS]
+    with pytest.raises(Exception, match="sampler"):
+        render({"tracing": {"sampler": "xray"}})

@@ -97,14 +97,28 @@ def test_artifact_hub_images_are_the_released_and_the_bundled_ones(
         {"name": values[s]["image"]["repository"], "image": release_image(s, chart["appVersion"])} for s in SERVICES
     ]
     assert [values[s]["image"]["repository"] for s in SERVICES] == [f"linkpulse-{s}" for s in SERVICES]
-    # Every other section of values.yaml with an image is a bundled dependency, at its default tag.
+    # Every other image of values.yaml, at any depth (the NATS exporter sits under nats), is a bundled one at its
+    # default tag, named by its path.
     bundled = [
-        {"name": name, "image": f"{section['image']['repository']}:{section['image']['tag']}"}
-        for name, section in values.items()
-        if name not in SERVICES and isinstance(section, dict) and "repository" in section.get("image", {})
+        {"name": "-".join(path), "image": f"{image['repository']}:{image['tag']}"}
+        for path, image in _images(values)
+        if path[0] not in SERVICES
     ]
-    assert [b["name"] for b in bundled] == ["nats", "redis", "timescaledb"]
+    assert [b["name"] for b in bundled] == ["nats", "nats-exporter", "redis", "timescaledb"]
     assert listed == ours + bundled
+
+
+def _images(section: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """(path, image) of every `image:` mapping with a repository, in values.yaml's order."""
+    found = []
+    for key, value in section.items():
+        if not isinstance(value, dict):
+            continue
+        if key == "image" and "repository" in value:
+            found.append((path, value))
+        else:
+            found += _images(value, (*path, key))
+    return found
 
 
 def test_artifact_hub_changes_use_its_kinds(chart: dict[str, Any]) -> None:

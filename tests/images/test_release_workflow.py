@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -134,3 +135,20 @@ def test_readme_names_where_the_release_puts_things(workflow: dict[str, Any]) ->
     assert f"`{release_image('<service>', 'X.Y.Z')}`" in readme
     script = "\n".join(step.get("run", "") for step in workflow["jobs"]["chart"]["steps"])
     assert "oci://ghcr.io/$OWNER/charts" in script and f"`oci://ghcr.io/{owner()}/charts/linkpulse`" in readme
+
+
+def test_the_released_chart_pulls_the_released_images(workflow: dict[str, Any], tmp_path: Path) -> None:
+    """The chart step's `sed` sets image.registry, and nothing else, to where the images job pushed them."""
+    script = "\n".join(step.get("run", "") for step in workflow["jobs"]["chart"]["steps"])
+    [line] = [line.strip() for line in script.splitlines() if line.strip().startswith("sed -i")]
+    values = ROOT / "charts" / "linkpulse" / "values.yaml"
+    copy = tmp_path / "charts" / "linkpulse" / "values.yaml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(values.read_text())
+    subprocess.run(["bash", "-c", line], cwd=tmp_path, env={"OWNER": owner(), "PATH": "/usr/bin:/bin"}, check=True)
+    before, after = yaml.safe_load(values.read_text()), yaml.safe_load(copy.read_text())
+    assert after["image"]["registry"] == f"ghcr.io/{owner()}"
+    assert {**after, "image": before["image"]} == before, "only image.registry changes"
+    # The chart joins registry, repository and tag (appVersion) as release_image names them.
+    repository = before["redirect"]["image"]["repository"]
+    assert f"{after['image']['registry']}/{repository}:{VERSION}" == release_image("redirect")

@@ -191,6 +191,7 @@ endpoint and sampling only when tracing.otlpEndpoint is set. (dict "ctx" $ "env"
 {{- if $t.otlpEndpoint -}}
 {{- $_ := set .env "OTEL_EXPORTER_OTLP_ENDPOINT" (toString $t.otlpEndpoint) -}}
 {{- $_ := set .env "OTEL_EXPORTER_OTLP_PROTOCOL" "http/protobuf" -}}
+{{- with $t.sampler -}}{{- $_ := set $.env "OTEL_TRACES_SAMPLER" (toString .) -}}{{- end -}}
 {{- $ratio := index $t.sampleRatio .component -}}
 {{- if not (kindIs "invalid" $ratio) -}}{{- $_ := set .env "OTEL_TRACES_SAMPLER_ARG" (include "linkpulse.num" $ratio) -}}{{- end -}}
 {{- with $t.resourceAttributes -}}{{- $_ := set $.env "OTEL_RESOURCE_ATTRIBUTES" (toString .) -}}{{- end -}}
