@@ -104,6 +104,14 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
+    # A logger that an earlier configuration gave its own handler (uvicorn's dictConfig: "uvicorn" writes
+    # to stderr itself and does not propagate) would bypass this one: every logger goes through the root.
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            for old in logger.handlers[:]:
+                logger.removeHandler(old)
+            logger.propagate = True
+            logger.disabled = False
     root.setLevel(numeric)
     logging.captureWarnings(True)  # `warnings.warn` lines come out as `py.warnings` records
     sys.excepthook = _log_uncaught

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+import uvicorn.config
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
@@ -183,6 +185,26 @@ def test_warnings_and_exceptions_nobody_caught_are_logged_as_json(
     assert "ZeroDivisionError" in str(in_thread["exception"])
     assert uncaught["event"] == "process.uncaught_exception"
     assert "RuntimeError: at exit" in str(uncaught["exception"])
+
+
+def test_loggers_an_earlier_configuration_gave_their_own_handler_go_through_ours_too(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # uvicorn's own dictConfig, as a server run without log_config=None leaves it: "uvicorn" writes to its
+    # own stream handler and does not propagate, "uvicorn.access" neither.
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    try:
+        configure_logging("info", json=True)
+        logging.getLogger("uvicorn.error").info("Application startup complete.")
+        logging.getLogger("uvicorn.access").info("GET / 200")
+        lines = json_lines(capsys.readouterr().err)
+        assert [(line["logger"], line["event"]) for line in lines] == [
+            ("uvicorn.error", "Application startup complete."),
+            ("uvicorn.access", "GET / 200"),
+        ]
+    finally:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).handlers.clear()
 
 
 def test_a_terminal_gets_readable_lines(restored_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
