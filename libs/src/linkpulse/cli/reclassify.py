@@ -78,10 +78,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ, rules
 async def _run(dsn: str, args: argparse.Namespace, rules: BotRules) -> Outcome:
     conn = await asyncpg.connect(dsn, timeout=_CONNECT_TIMEOUT)
     # Shown only on a terminal and without --json; tqdm prints the rate and the time left.
-    bar = tqdm(total=0, unit=" clicks", unit_scale=True, file=sys.stderr, disable=args.json or not sys.stderr.isatty())
+    bar = tqdm(total=0, unit=" clicks", file=sys.stderr, disable=args.json or not sys.stderr.isatty())
 
     def planned(outcome: Outcome) -> None:
-        bar.set_description(f"{outcome.changed_agents} user agents change class")
+        bar.set_description(f"moving the clicks of {outcome.changed_agents} user agent(s)", refresh=False)
         bar.reset(total=outcome.walked_clicks)
 
     try:
