@@ -226,12 +226,14 @@ async def test_the_ingest_role_may_reclassify_and_the_admin_role_read_the_rules(
     await store(db, seed(links))
     # The rights of 0005-0007 exactly, as the ingest login has them (and the admin login for the stats).
     await db.execute("SET ROLE linkpulse_ingest")
+    await prepare_connection(db)  # records its rules as an ingest connection does
     outcome = await reclassify(db, CHANGED)
     await db.execute("RESET ROLE")
     assert outcome.to_bots == 81
     assert await rollups(db) == await recount(db)
     await db.execute("SET ROLE linkpulse_admin")
     assert await db.fetchval("SELECT count(*) FROM bot_rules WHERE reclassified_at IS NOT NULL") == 1
+    assert await db.fetchval("SELECT last_used_at > first_used_at FROM bot_rules WHERE version = $1", BOT_RULES_VERSION)
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute("UPDATE click_events SET is_bot = true")
     await db.execute("RESET ROLE")
