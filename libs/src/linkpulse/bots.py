@@ -126,7 +126,7 @@ HUMAN_PARTS: tuple[str, ...] = (
     r";\s*(?:M|B|ID|POWER)\s?bot\b",
     r"FBCR/[^;\]]*",
     r"LibWeb\+LibJS/[\d.]+",
-    r"iBuddy Connect",
+    r"iBuddy ?Connect",
     r"Build/GreenDemon",
 )
 
