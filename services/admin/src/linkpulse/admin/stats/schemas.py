@@ -56,8 +56,9 @@ class BotRulesUsed(msgspec.Struct, kw_only=True):
     since: Annotated[
         datetime,
         msgspec.Meta(
-            description="Clicks from this time on were classified by these rules (the start of the last "
-            "reclassify with them, else when ingest first used them); older ones keep earlier rules' class."
+            description="Clicks from this time on were classified by these rules (the oldest click a "
+            "reclassify with them covered, or else when ingest first used them); older ones keep earlier "
+            "rules' class."
         ),
     ]
     reclassified_at: Annotated[
