@@ -1,35 +1,74 @@
-"""One bot rule: the redirect's click limits and ingest's stored flag agree on every user agent."""
+"""The bot rules on a corpus of real user agents; the redirect's click limits and ingest's flag agree on each."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import pytest
 
-from linkpulse.bots import is_bot
+from linkpulse.bots import BOT_RULES_REVISION, BOT_RULES_VERSION, BotRules, is_bot, own_patterns_digest
 from linkpulse.ingest.enrich import enrich_user_agent
+from linkpulse.useragent import read_user_agent
 
-AGENTS = [
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
-    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
-    "WhatsApp/2.23.20.0",
-    "curl/8.5.0",
-    "python-requests/2.31.0",
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36",
-    "",
-    "   ",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/17.1 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 13; CUBOT KINGKONG 9) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/118.0 Mobile Safari/537.36",
-]
+CORPUS = Path(__file__).parents[2] / "data" / "user_agents.csv"
+
+# The digest of OWN_PATTERNS and HUMAN_PARTS at each revision: a changed list must come with a new revision,
+# since the revision names the rules in the stats answers and in `bot_rules`.
+REVISIONS = {2: "334e4a9752475e9fd80aeb3754ac8e2b13bc59c6349b0c7c9e89404ffe4500dd"}
 
 
-@pytest.mark.parametrize("ua", AGENTS)
-def test_the_redirect_and_ingest_classify_every_agent_alike(ua: str) -> None:
-    assert is_bot(ua) is enrich_user_agent(ua).is_bot
+def _corpus() -> list[tuple[str, bool]]:
+    with CORPUS.open(newline="", encoding="utf-8") as f:
+        return [(row["ua"], row["expected"] == "bot") for row in csv.DictReader(f)]
 
 
-def test_crawlers_previews_and_tools_are_bots_and_browsers_are_not() -> None:
-    assert [is_bot(ua) for ua in AGENTS] == [True] * 10 + [False] * 3
+def test_the_corpus_holds_hundreds_of_both_classes() -> None:
+    corpus = _corpus()
+    assert sum(bot for _, bot in corpus) >= 200
+    assert sum(not bot for _, bot in corpus) >= 200
+    assert len({ua for ua, _ in corpus}) == len(corpus)
+
+
+def test_every_user_agent_of_the_corpus_gets_its_class() -> None:
+    wrong = [(ua, "bot" if bot else "human") for ua, bot in _corpus() if is_bot(ua) is not bot]
+    assert wrong == []
+
+
+def test_the_redirect_and_ingest_classify_every_agent_alike() -> None:
+    for ua, _ in _corpus():
+        assert is_bot(ua) is enrich_user_agent(ua).is_bot, ua
+
+
+def test_a_bot_is_stored_with_the_bot_device_and_a_human_never_is() -> None:
+    for ua, bot in _corpus():
+        assert (enrich_user_agent(ua).device == "bot") is bot, ua
+
+
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "http.rb/5.1.1 (Mastodon/4.2.1; +https://mastodon.social/)",
+        "facebookexternalhit/1.1 Facebot Twitterbot/1.0",
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "Mozilla/5.0 (compatible; Bluesky Cardyb/1.1; +mailto:support@bsky.app)",
+    ],
+)
+def test_previews_and_fediverse_fetchers_without_a_crawler_word_are_bots(ua: str) -> None:
+    assert is_bot(ua)
+
+
+def test_the_rules_version_names_our_revision_crawlerdetect_and_ua_parser() -> None:
+    assert BOT_RULES_VERSION.startswith(f"linkpulse-{BOT_RULES_REVISION}+crawlerdetect-")
+    assert "+uap-" in BOT_RULES_VERSION
+    assert own_patterns_digest() == REVISIONS[BOT_RULES_REVISION], "our lists changed: raise BOT_RULES_REVISION"
+
+
+def test_an_extra_rule_classifies_more_and_has_its_own_version() -> None:
+    ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0 Safari/537.36"
+    stricter = BotRules(extra=[r"Chrome/131\."])
+    assert not is_bot(ua)
+    assert stricter.is_bot(ua)
+    assert read_user_agent(ua, stricter).device == "bot"
+    assert stricter.version != BOT_RULES_VERSION
+    assert stricter.version == BotRules(extra=[r"Chrome/131\."]).version

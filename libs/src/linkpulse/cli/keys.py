@@ -25,7 +25,7 @@ from linkpulse.db.apikeys import ApiKeyRecord, insert_key, list_keys, revoke_key
 from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.logs import redact_url
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "iso_time", "run", "stack_database"]
 
 _CONNECT_TIMEOUT = 10.0
 Action = Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[int]]
@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> None:
         choices=sorted(SCOPES),
         help="a scope to grant; repeat for several (admin implies all)",
     )
-    create.add_argument("--expires", type=_expiry, help="expiry, ISO 8601 with a timezone or a date (midnight UTC)")
+    create.add_argument("--expires", type=iso_time, help="expiry, ISO 8601 with a timezone or a date (midnight UTC)")
     create.add_argument("--json", action="store_true", help="print the key and its record as JSON")
 
     listing = actions.add_parser("list", parents=[common], help="list keys (never the keys themselves)")
@@ -65,7 +65,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
     """Run a `keys` subcommand; returns the exit code."""
     command = f"linkpulse keys {args.keys_command}"
-    dsn = args.database_url or environ.get("LINKPULSE_DATABASE_URL") or _stack_database(args.dir)
+    dsn = args.database_url or environ.get("LINKPULSE_DATABASE_URL") or stack_database(args.dir)
     if not dsn:
         print(
             f"{command}: no database: give --database-url, set LINKPULSE_DATABASE_URL, "
@@ -170,7 +170,7 @@ def _name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _expiry(text: str) -> datetime:
+def iso_time(text: str) -> datetime:
     value = text.strip()
     try:
         if len(value) == 10:
@@ -185,7 +185,7 @@ def _expiry(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _stack_database(root: Path) -> str | None:
+def stack_database(root: Path) -> str | None:
     from linkpulse.localstack.stack import read_info
 
     try:

@@ -1,4 +1,4 @@
-"""`linkpulse`: run the local stack, migrate, set up streams, manage API keys, benchmark."""
+"""`linkpulse`: run the local stack, migrate, set up streams, manage API keys, reclassify bots, benchmark."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from linkpulse.cli import bench as bench_cli
 from linkpulse.cli import keys as keys_cli
+from linkpulse.cli import reclassify as reclassify_cli
 from linkpulse.localstack.process import StartError
 from linkpulse.logs import configure_logging, redact_url
 from linkpulse.settings import SettingsError
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="NATS URL (default $LINKPULSE_NATS_URL)")  # fmt: skip
 
     keys_cli.add_parser(sub)
+    reclassify_cli.add_parser(sub)
     bench_cli.add_parser(sub)
     return parser
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return _streams(args)
         if args.command == "keys":
             return keys_cli.run(args)
+        if args.command == "reclassify":
+            return reclassify_cli.run(args)
         if args.command == "bench":
             return bench_cli.run(args)
     except (StartError, SettingsError) as exc:

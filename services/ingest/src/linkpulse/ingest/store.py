@@ -7,6 +7,7 @@ from typing import NamedTuple, get_type_hints
 
 import asyncpg
 
+from linkpulse.bots import BOT_RULES_VERSION
 from linkpulse.db.errors import is_data_error
 from linkpulse.db.metrics import OperationTimer
 from linkpulse.ingest.batch import ClickRow, DeadLetter
@@ -83,6 +84,13 @@ _STORE_EVENTS = _STORE_EVENTS.format(
     series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")),
 )
 
+# Names the rules this process classifies with (for the stats answers), on every new connection: last_used_at
+# then tells which rules the newest ingest process runs.
+_REGISTER_RULES = """
+INSERT INTO bot_rules (version) VALUES ($1)
+ON CONFLICT (version) DO UPDATE SET last_used_at = now()
+"""
+
 _INSERT_DEAD_LETTERS = """
 INSERT INTO dead_letters (stream, subject, stream_seq, msg_id, deliveries, payload, error)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::integer[], $6::bytea[], $7::text[])
@@ -123,8 +131,9 @@ async def store_batch(
 
 
 async def prepare_connection(conn: asyncpg.Connection) -> None:
-    """Create this session's staging table (idempotent): run it on every connection `write_batch` uses."""
+    """Create this session's staging table and record the bot rules (idempotent): run it on every connection."""
     await conn.execute(STAGE)
+    await conn.execute(_REGISTER_RULES, BOT_RULES_VERSION)
 
 
 async def write_batch(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
 from linkpulse.admin.stats.window import Interval
 
-__all__ = ["LinkCount", "LinkStats", "Overview", "Point", "Ranked", "TopValues"]
+__all__ = ["BotRulesUsed", "LinkCount", "LinkStats", "Overview", "Point", "Ranked", "TopValues"]
 
 
 class Point(msgspec.Struct, kw_only=True):
@@ -42,6 +43,35 @@ class TopValues(msgspec.Struct, kw_only=True):
     """desktop, mobile, tablet or other."""
 
 
+class BotRulesUsed(msgspec.Struct, kw_only=True):
+    """The bot rules that split these counts into humans and bots (docs/analytics.md, "Bot classification")."""
+
+    version: Annotated[
+        str,
+        msgspec.Meta(
+            description="The rules' name, `linkpulse-<revision>+crawlerdetect-<version>+uap-<version>`: those of "
+            "the ingest process that connected last, or of a later `linkpulse reclassify`."
+        ),
+    ]
+    since: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="Clicks from this time on were classified by these rules (the oldest click a "
+            "reclassify with them covered, or else when ingest first used them); older ones keep earlier "
+            "rules' class."
+        ),
+    ]
+    reclassified_at: Annotated[
+        datetime | None,
+        msgspec.Meta(description="When `linkpulse reclassify` last ran with these rules; null if it never did."),
+    ]
+
+
+_BOT_RULES_FIELD = msgspec.Meta(
+    description="The bot rules behind the humans/bots split; null before ingest has stored anything."
+)
+
+
 class LinkStats(msgspec.Struct, kw_only=True):
     """Clicks of one link in `[from, to)`, from the rollups ingest keeps."""
 
@@ -60,6 +90,7 @@ class LinkStats(msgspec.Struct, kw_only=True):
     """Every bucket of the window, oldest first, zero-filled."""
     top: TopValues
     """Top values over the UTC days the window touches (dimension rollups are per day)."""
+    bot_rules: Annotated[BotRulesUsed | None, _BOT_RULES_FIELD]
 
 
 class LinkCount(msgspec.Struct, kw_only=True):
@@ -84,3 +115,4 @@ class Overview(msgspec.Struct, kw_only=True):
     """Bot clicks of every link."""
     top_links: list[LinkCount]
     """Links by human clicks, then bot clicks, then code; at most `limit`."""
+    bot_rules: Annotated[BotRulesUsed | None, _BOT_RULES_FIELD]

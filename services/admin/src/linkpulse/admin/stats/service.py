@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
-from linkpulse.admin.stats.schemas import LinkCount, LinkStats, Overview, Point, Ranked, TopValues
+from linkpulse.admin.stats.schemas import BotRulesUsed, LinkCount, LinkStats, Overview, Point, Ranked, TopValues
 from linkpulse.admin.stats.window import STEPS, Window, ceil_to, floor_to
 from linkpulse.validation import could_be_code
 
@@ -32,13 +32,21 @@ ranked AS (
     GROUP BY dimension, value
     HAVING sum(clicks) > 0
 )
-SELECT (SELECT id FROM link) AS link_id,
+SELECT (SELECT id FROM link) AS link_id, ({rules}) AS bot_rules,
        (SELECT coalesce(json_agg(json_build_array(extract(epoch FROM bucket)::bigint, clicks, bot_clicks)
                                  ORDER BY bucket), '[]')
         FROM {table} WHERE link_id = (SELECT id FROM link) AND bucket >= $2 AND bucket < $3) AS series,
        (SELECT coalesce(json_agg(json_build_array(dimension, value, clicks) ORDER BY dimension, rank), '[]')
         FROM ranked WHERE rank <= $6) AS top
 """
+# The newest rules (ingest's at its last connection, or a later reclassify's), as JSON.
+_BOT_RULES = """
+SELECT json_build_object('version', version,
+                         'since', least(reclassified_since, first_used_at),
+                         'reclassified_at', reclassified_at)
+FROM bot_rules ORDER BY greatest(last_used_at, reclassified_at) DESC, version LIMIT 1
+"""
+_LINK_STATS = _LINK_STATS.replace("{rules}", _BOT_RULES.strip())
 # Whole days from the day rollup, the partial days at either end from the hour rollup:
 # exact at hour granularity while reading about 24 times fewer rows for long windows.
 _OVERVIEW = """
@@ -58,6 +66,7 @@ ORDER BY p.clicks DESC, p.bots DESC, l.code COLLATE "C"
 LIMIT $5
 """
 _BUCKETS = msgspec.json.Decoder(list[tuple[int, int, int]])
+_RULES = msgspec.json.Decoder(BotRulesUsed | None)
 _TOP_ROWS = msgspec.json.Decoder(list[tuple[str, str, int]])
 _DIMENSIONS = {"country": "countries", "referrer": "referrers", "browser": "browsers", "os": "os", "device": "devices"}
 
@@ -95,6 +104,7 @@ class StatsService:
             bots=sum(p.bots for p in series),
             series=series,
             top=TopValues(**top),
+            bot_rules=_RULES.decode(row["bot_rules"] or "null"),
         )
 
     async def overview(self, start: datetime, end: datetime, limit: int) -> Overview:
@@ -106,6 +116,7 @@ class StatsService:
         bounds = (start, first_day, last_day, end) if first_day < last_day else (start, end, end, end)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await conn.fetch(_OVERVIEW, *bounds, limit)
+            rules = await conn.fetchval(_BOT_RULES)
             if rows:
                 clicks, bots = rows[0]["all_clicks"], rows[0]["all_bots"]
             else:
@@ -116,6 +127,7 @@ class StatsService:
             clicks=clicks,
             bots=bots,
             top_links=[LinkCount(code=r["code"], url=r["url"], clicks=r["clicks"], bots=r["bots"]) for r in rows],
+            bot_rules=_RULES.decode(rules or "null"),
         )
 
 

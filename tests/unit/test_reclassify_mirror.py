@@ -1,0 +1,27 @@
+"""reclassify's rollup deltas mirror ingest's rollup statement: the same tables and the same dimensions.
+
+A dimension or rollup table added to ingest (services/ingest store.py) and not to linkpulse.db.reclassify would
+leave that rollup with the old classes after a reclassify; this fails first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from linkpulse.db import reclassify
+from linkpulse.ingest import store
+
+_DIMENSION = re.compile(r"\('(\w+)', (\w+)\)")
+_ROLLUP = re.compile(r"INSERT INTO (link_\w+) AS t")
+
+
+def test_the_same_rollup_tables_in_the_same_order() -> None:
+    ingest = _ROLLUP.findall(store._STORE_EVENTS)
+    assert ingest == _ROLLUP.findall(reclassify._MOVE)
+    assert len(ingest) == 5
+
+
+def test_the_same_dimensions_from_the_same_columns() -> None:
+    ingest = _DIMENSION.findall(store._STORE_EVENTS)
+    assert ingest == _DIMENSION.findall(reclassify._MOVE)
+    assert ("device", "device") in ingest
