@@ -21,6 +21,11 @@ class Point(msgspec.Struct, kw_only=True):
     """Human clicks in the bucket."""
     bots: int
     """Bot clicks in the bucket, counted apart."""
+    visitors: int
+    """Unique human visitors in the bucket: distinct (IP, user agent) that clicked the link in it
+    (docs/analytics.md, "Unique visitors")."""
+    bot_visitors: int
+    """Unique bot visitors in the bucket, counted apart."""
 
 
 class Ranked(msgspec.Struct, kw_only=True):
@@ -86,6 +91,11 @@ class LinkStats(msgspec.Struct, kw_only=True):
     """Human clicks in the window: the sum of the series."""
     bots: int
     """Bot clicks in the window, not part of `total`."""
+    visitors: int
+    """Unique human visitors in the window: each UTC day's distinct visitors within it, added up (a visitor
+    is one IP and user agent on one UTC day; nothing links days)."""
+    bot_visitors: int
+    """Unique bot visitors in the window, the same way, counted apart."""
     series: list[Point]
     """Every bucket of the window, oldest first, zero-filled."""
     top: TopValues
@@ -100,6 +110,9 @@ class LinkCount(msgspec.Struct, kw_only=True):
     url: str
     clicks: int
     bots: int
+    visitors: int
+    """Unique human visitors: each UTC day's within the window, added up."""
+    bot_visitors: int
 
 
 class Overview(msgspec.Struct, kw_only=True):
@@ -113,6 +126,10 @@ class Overview(msgspec.Struct, kw_only=True):
     """Human clicks of every link."""
     bots: int
     """Bot clicks of every link."""
+    visitors: int
+    """Unique human visitors of every link: per link and UTC day within the window, added up."""
+    bot_visitors: int
+    """Unique bot visitors of every link, the same way."""
     top_links: list[LinkCount]
     """Links by human clicks, then bot clicks, then code; at most `limit`."""
     bot_rules: Annotated[BotRulesUsed | None, _BOT_RULES_FIELD]
