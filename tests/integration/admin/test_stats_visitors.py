@@ -21,6 +21,8 @@ from tests.conftest import serving
 from tests.integration.admin.test_stats import CHROME, GOOGLEBOT, IPHONE, ingest, iso
 from tests.polling import eventually
 
+from linkpulse.admin.stats.service import StatsService
+from linkpulse.admin.stats.window import overview_window, series_window
 from linkpulse.localstack.process import free_port
 from linkpulse.redirect.app import create_app
 from linkpulse.redirect.settings import RedirectSettings
@@ -121,3 +123,34 @@ async def test_unique_visitors_are_exact_in_every_series_and_the_overview(
     assert links["uv2"] == (1, 0)
     assert links["uv"] == (stats["visitors"], stats["bot_visitors"])
     assert (overview["visitors"], overview["bot_visitors"]) == (links["uv"][0] + 1, links["uv"][1])
+
+
+@pytest.mark.usefixtures("ingest")
+async def test_the_admin_role_reads_unique_visitors_and_no_other_click_column(
+    client: AsyncTestClient, redirect: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
+) -> None:
+    created = await client.post("/api/v1/links", json={"url": "https://example.com/r", "code": "role"})
+    assert created.status_code == 201, created.text
+    answer = await redirect.get("/role", headers={"x-forwarded-for": "198.51.100.1", "user-agent": CHROME})
+    assert answer.status_code == 302
+
+    async def one_stored() -> bool:
+        return await db.fetchval("SELECT count(*) FROM click_events WHERE visitor IS NOT NULL") == 1
+
+    await eventually(one_stored, "the click stored with its key")
+    # The rights of 0009 exactly, as the admin login has them.
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1, server_settings={"role": "linkpulse_admin"})
+    try:
+        stats = StatsService(pool)
+        now = datetime.now(UTC)
+        for interval in ("minute", "hour", "day"):
+            window = series_window(iso(now - timedelta(hours=1)), iso(now + timedelta(minutes=1)), interval, now)
+            link = await stats.link_stats("role", window)
+            assert link is not None and (link.visitors, link.bot_visitors) == (1, 0), interval
+        start, end = overview_window(iso(now - timedelta(days=1)), None, now)
+        assert (await stats.overview(start, end, 10)).visitors == 1
+        async with pool.acquire() as conn:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetch("SELECT ip, ua FROM click_events")
+    finally:
+        await pool.close()
