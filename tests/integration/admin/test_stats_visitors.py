@@ -154,3 +154,14 @@ async def test_the_admin_role_reads_unique_visitors_and_no_other_click_column(
                 await conn.fetch("SELECT ip, ua FROM click_events")
     finally:
         await pool.close()
+
+
+async def test_openapi_describes_unique_visitors_in_every_stats_answer(client: AsyncTestClient) -> None:
+    del client.headers["Authorization"]  # the schema is public
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    answers = {name: schema["properties"] for name, schema in schemas.items()
+               if name.endswith(("Point", "LinkStats", "LinkCount", "Overview"))}  # fmt: skip
+    assert len(answers) == 4
+    for properties in answers.values():
+        assert "UTC day" in properties["visitors"]["description"]
+        assert "bot visitors" in properties["bot_visitors"]["description"]
