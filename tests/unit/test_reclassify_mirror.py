@@ -18,7 +18,7 @@ _ROLLUP = re.compile(r"INSERT INTO (link_\w+) AS t")
 def test_the_same_rollup_tables_in_the_same_order() -> None:
     ingest = _ROLLUP.findall(store._STORE_EVENTS)
     assert ingest == _ROLLUP.findall(reclassify._MOVE)
-    assert len(ingest) == 5
+    assert len(ingest) == 6
 
 
 def test_the_same_dimensions_from_the_same_columns() -> None:

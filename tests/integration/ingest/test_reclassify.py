@@ -42,6 +42,9 @@ _RECOUNT: dict[str, str] = {
     "('os', os), ('device', device)) AS d(dimension, value) GROUP BY 1, 2, 3, 4",
     "link_visitors_day": "SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date, is_bot, visitor FROM click_events "
     "WHERE visitor IS NOT NULL",
+    "link_visitor_counts_day": "SELECT link_id, (ts AT TIME ZONE 'UTC')::date, "
+    "count(DISTINCT visitor) FILTER (WHERE NOT is_bot), count(DISTINCT visitor) FILTER (WHERE is_bot) "
+    "FROM click_events WHERE visitor IS NOT NULL GROUP BY 1, 2",
 }
 _STORED: dict[str, str] = {
     "link_totals": "SELECT link_id, clicks, bot_clicks FROM link_totals",
@@ -51,6 +54,7 @@ _STORED: dict[str, str] = {
     },
     "link_dimension_day": "SELECT link_id, bucket, dimension, value, clicks, bot_clicks FROM link_dimension_day",
     "link_visitors_day": "SELECT link_id, day, is_bot, visitor FROM link_visitors_day",
+    "link_visitor_counts_day": "SELECT link_id, day, visitors, bot_visitors FROM link_visitor_counts_day",
 }
 
 Rollups = dict[str, set[tuple[Any, ...]]]

@@ -22,9 +22,12 @@ async def store(db: asyncpg.Connection, events: list[ClickEvent]) -> int:
 
 
 async def uniques(db: asyncpg.Connection) -> dict[tuple[str, bool], int]:
-    """(day, is_bot) → distinct visitors."""
+    """(day, is_bot) → distinct visitors, from the keys; the day counts the stats read must say the same."""
     rows = await db.fetch("SELECT day::text, is_bot, count(*) FROM link_visitors_day GROUP BY 1, 2")
-    return {(r[0], r[1]): r[2] for r in rows}
+    keys = {(r[0], r[1]): r[2] for r in rows}
+    counts = await db.fetch("SELECT day::text, visitors, bot_visitors FROM link_visitor_counts_day")
+    assert {(r[0], bot): r[2 if bot else 1] for r in counts for bot in (False, True) if r[2 if bot else 1]} == keys
+    return keys
 
 
 async def test_a_visitor_counts_once_a_day_and_a_redelivery_adds_nothing(

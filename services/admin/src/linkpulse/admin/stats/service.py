@@ -1,6 +1,6 @@
 """Stats from the rollups ingest keeps: series, top values, overview; and unique visitors.
 
-Unique visitors per day come from `link_visitors_day`; per hour or minute, and for the hours at the edges of an
+Unique visitors per day come from `link_visitor_counts_day`; per hour or minute, and for the hours at the edges of an
 overview window, they are counted from the clicks' visitor keys (`click_events`, by its (link_id, ts) index):
 distinct counts do not add up across buckets, so no rollup can hold them.
 """
@@ -44,12 +44,12 @@ SELECT (SELECT id FROM link) AS link_id, ({rules}) AS bot_rules,
        ({visitors}) AS visitors,
        ({visitor_days}) AS visitor_days
 """
-# Unique visitors as [epoch seconds, humans, bots] per bucket: a day's from its rows in link_visitors_day, an
-# hour's or minute's counted from the keys of its clicks.
+# Unique visitors as [epoch seconds, humans, bots] per bucket: a day's from its counts (link_visitor_counts_day),
+# an hour's or minute's counted from the keys of its clicks.
 _DAY_VISITORS = """
-SELECT coalesce(json_agg(json_build_array(extract(epoch FROM day AT TIME ZONE 'UTC')::bigint, humans, bots)), '[]')
-FROM (SELECT day, count(*) FILTER (WHERE NOT is_bot) AS humans, count(*) FILTER (WHERE is_bot) AS bots
-      FROM link_visitors_day WHERE link_id = (SELECT id FROM link) AND day >= $4 AND day < $5 GROUP BY day) AS d
+SELECT coalesce(json_agg(json_build_array(extract(epoch FROM day AT TIME ZONE 'UTC')::bigint, visitors, bot_visitors)),
+                '[]')
+FROM link_visitor_counts_day WHERE link_id = (SELECT id FROM link) AND day >= $4 AND day < $5
 """
 _BUCKET_VISITORS = """
 SELECT coalesce(json_agg(json_build_array(extract(epoch FROM bucket)::bigint, humans, bots)), '[]')
@@ -96,15 +96,16 @@ WITH spans AS (
 ), per_link AS (
     SELECT link_id, sum(clicks)::bigint AS clicks, sum(bot_clicks)::bigint AS bots FROM spans GROUP BY link_id
 ), visits AS (
-    -- Unique visitors the same way: whole days' from link_visitors_day, the edge hours' from the clicks' keys.
-    SELECT link_id, is_bot, count(*) AS visitors FROM link_visitors_day
-    WHERE day >= ($2 AT TIME ZONE 'UTC')::date AND day < ($3 AT TIME ZONE 'UTC')::date GROUP BY 1, 2
+    -- Unique visitors the same way: whole days' from their counts, the edge hours' from the clicks' keys.
+    SELECT link_id, visitors, bot_visitors FROM link_visitor_counts_day
+    WHERE day >= ($2 AT TIME ZONE 'UTC')::date AND day < ($3 AT TIME ZONE 'UTC')::date
     UNION ALL
-    SELECT link_id, is_bot, count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor)) FROM click_events
-    WHERE ((ts >= $1 AND ts < $2) OR (ts >= $3 AND ts < $4)) AND visitor IS NOT NULL GROUP BY 1, 2
+    SELECT link_id, count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor)) FILTER (WHERE NOT is_bot),
+           count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor)) FILTER (WHERE is_bot)
+    FROM click_events
+    WHERE ((ts >= $1 AND ts < $2) OR (ts >= $3 AND ts < $4)) AND visitor IS NOT NULL GROUP BY 1
 ), per_link_visits AS (
-    SELECT link_id, coalesce(sum(visitors) FILTER (WHERE NOT is_bot), 0)::bigint AS visitors,
-           coalesce(sum(visitors) FILTER (WHERE is_bot), 0)::bigint AS bot_visitors
+    SELECT link_id, sum(visitors)::bigint AS visitors, sum(bot_visitors)::bigint AS bot_visitors
     FROM visits GROUP BY link_id
 )
 SELECT l.code, l.url, p.clicks, p.bots,
