@@ -14,6 +14,7 @@ __all__ = [
     "MAX_LANG",
     "MAX_REFERRER",
     "MAX_UA",
+    "VISITOR_KEY_LENGTH",
     "ClickBatch",
     "ClickEvent",
     "DecodeError",
@@ -25,7 +26,9 @@ __all__ = [
     "upcast_click",
 ]
 
-CLICK_EVENT_VERSION = 1
+CLICK_EVENT_VERSION = 2
+"""2 added `visitor`; a v1 click decodes as one without a visitor key. An ingest older than v2 dead-letters v2
+clicks (kept, not counted): upgrade ingest before the redirects."""
 CLICK_BATCH_VERSION = 1
 LINK_CHANGED_VERSION = 1
 
@@ -40,6 +43,8 @@ MAX_LANG = 35
 """35: characters of the first Accept-Language tag kept (RFC 5646's longest tag to be supported)."""
 MAX_COUNTRY = 2
 """2: a country is an ISO 3166-1 alpha-2 code or nothing (see `country_code`)."""
+VISITOR_KEY_LENGTH = 32
+"""32: hex characters of a visitor key, a 16-byte keyed BLAKE2b (docs/analytics.md, "Unique visitors")."""
 
 
 def country_code(value: str) -> str:
@@ -74,6 +79,9 @@ class ClickEvent(msgspec.Struct, frozen=True, kw_only=True):
     """The first Accept-Language tag, at most MAX_LANG characters."""
     country: str = ""
     traceparent: str = ""
+    visitor: str = ""
+    """The visitor key (v2): VISITOR_KEY_LENGTH lowercase hex characters of a keyed hash of the full IP, user
+    agent and link under that UTC day's salt, or "" (a v1 click, or none made); nothing else of the IP."""
 
 
 class ClickBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,12 +118,19 @@ def encode(event: ClickEvent | ClickBatch | LinkChanged) -> bytes:
 def upcast_click(raw: dict[str, Any]) -> dict[str, Any]:
     """Upgrade a raw click event dict to the current version, one step at a time.
 
-    Version 1 is the first and current version; a v2 would add `_upcast_click_v1_v2` here.
+    v1 → v2 added `visitor`: a v1 click has none ("", its default).
     """
     version = raw.get("v", 1)
     if not isinstance(version, int) or version < 1 or version > CLICK_EVENT_VERSION:
         raise DecodeError(f"unknown click event version {version!r}")
+    if version == 1:
+        raw = _upcast_click_v1_v2(raw)
     return raw
+
+
+def _upcast_click_v1_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    # A v1 click carries no visitor key, and one it claims is not trusted: v1 had no such field.
+    return {**raw, "v": 2, "visitor": ""}
 
 
 def decode_click_batch(payload: bytes) -> ClickBatch:

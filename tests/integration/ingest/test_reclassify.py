@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -39,6 +40,11 @@ _RECOUNT: dict[str, str] = {
     "count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot) FROM click_events "
     "CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser), "
     "('os', os), ('device', device)) AS d(dimension, value) GROUP BY 1, 2, 3, 4",
+    "link_visitors_day": "SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date, is_bot, visitor FROM click_events "
+    "WHERE visitor IS NOT NULL",
+    "link_visitor_counts_day": "SELECT link_id, (ts AT TIME ZONE 'UTC')::date, "
+    "count(DISTINCT visitor) FILTER (WHERE NOT is_bot), count(DISTINCT visitor) FILTER (WHERE is_bot) "
+    "FROM click_events WHERE visitor IS NOT NULL GROUP BY 1, 2",
 }
 _STORED: dict[str, str] = {
     "link_totals": "SELECT link_id, clicks, bot_clicks FROM link_totals",
@@ -47,6 +53,8 @@ _STORED: dict[str, str] = {
         for step in ("minute", "hour", "day")
     },
     "link_dimension_day": "SELECT link_id, bucket, dimension, value, clicks, bot_clicks FROM link_dimension_day",
+    "link_visitors_day": "SELECT link_id, day, is_bot, visitor FROM link_visitors_day",
+    "link_visitor_counts_day": "SELECT link_id, day, visitors, bot_visitors FROM link_visitor_counts_day",
 }
 
 Rollups = dict[str, set[tuple[Any, ...]]]
@@ -72,15 +80,25 @@ async def store(db: asyncpg.Connection, rows: list[ClickRow]) -> None:
         await write_batch(db, rows, [])
 
 
+def visitor_key(address: int, ua: str, code: str, ts: int) -> str:
+    """A stand-in for the redirect's key: 32 hex characters, one per (address, agent, link, UTC day)."""
+    return hashlib.blake2b(f"{address}\0{ua}\0{code}\0{ts // 86_400_000}".encode(), digest_size=16).hexdigest()
+
+
 def seed(links: dict[str, int]) -> list[ClickRow]:
-    """Clicks over two days and many minutes, humans, bots and Zebrafish, one in 2001 (the default partition)."""
+    """Clicks over two days and many minutes, humans, bots and Zebrafish, one in 2001 (the default partition).
+
+    Seven addresses click: a visitor key is one of them with a user agent, a link and a day, as the redirect's is.
+    """
     agents = [CHROME, IPHONE, GOOGLEBOT, ZEBRA, ZEBRA, CHROME]
     rows = []
     for n in range(240):
         code = "a" if n % 3 else "b"
         ts = ms(2026, 11, 30, 22, 0, 0) + n * 37_000  # across midnight, many minutes and hours
-        rows.append(click_row(click(code, links[code], ts, ua=agents[n % len(agents)], country="DE" if n % 2 else "",
-                                    referrer="https://news.example/x" if n % 5 else "")))  # fmt: skip
+        ua = agents[n % len(agents)]
+        rows.append(click_row(click(code, links[code], ts, ua=ua, country="DE" if n % 2 else "",
+                                    referrer="https://news.example/x" if n % 5 else "",
+                                    visitor=visitor_key(n % 7, ua, code, ts))))  # fmt: skip
     rows.append(click_row(click("a", links["a"], ms(2001, 5, 1, 12, 0, 0), ua=ZEBRA)))
     return rows
 
@@ -109,6 +127,14 @@ async def test_a_changed_rule_moves_exactly_its_clicks_in_every_rollup(
     )
     after = await rollups(db)
     assert after == await recount(db)
+    # The Zebrafish visitors move to the bots' distinct visitors of their days, as many as there were.
+    bot_visitors = [sum(1 for r in state["link_visitors_day"] if r[2]) for state in (before, after)]
+    zebra_visitors = await db.fetchval(
+        "SELECT count(DISTINCT (link_id, (ts AT TIME ZONE 'UTC')::date, visitor)) FROM click_events "
+        "WHERE ua = $1 AND visitor IS NOT NULL",
+        ZEBRA,
+    )
+    assert bot_visitors[1] - bot_visitors[0] == zebra_visitors > 0
     # The totals move by exactly the Zebrafish clicks of each link, humans to bots, and nothing else does.
     per_link = {link: sum(1 for z in zebras if z["link_id"] == link) for link in links.values()}
     totals_before = {r[0]: r[1:] for r in before["link_totals"]}
@@ -152,6 +178,24 @@ async def test_since_leaves_older_clicks_as_they_were(ingest_db: asyncpg.Connect
     assert await db.fetchval("SELECT count(*) FROM click_events WHERE ua = $1 AND is_bot", ZEBRA) == newer
     assert await rollups(db) == await recount(db)
     assert await db.fetchval("SELECT reclassified_since FROM bot_rules WHERE version = $1", CHANGED.version) == since
+
+
+async def test_since_within_a_day_keeps_a_visitor_in_both_classes_that_day(
+    ingest_db: asyncpg.Connection, links: dict[str, int]
+) -> None:
+    db = ingest_db
+    await store(db, seed(links))
+    # Ten minutes into the second day: a Zebrafish visitor's earlier clicks that day stay human, later ones move.
+    since = datetime(2026, 12, 1, 0, 10, tzinfo=UTC)
+
+    await reclassify(db, CHANGED, since)
+
+    assert await rollups(db) == await recount(db)
+    both = await db.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM link_visitors_day WHERE day = '2026-12-01' "
+        "GROUP BY link_id, visitor HAVING count(*) = 2) AS twice"
+    )
+    assert both > 0
 
 
 async def test_clicks_stored_meanwhile_are_counted_once(

@@ -31,6 +31,7 @@ def test_envelope_becomes_enriched_rows_with_the_event_time() -> None:
         referrer="https://www.example.com/page",
         lang="de-DE",
         country="de",
+        visitor="0f" * 16,
     )
     batch = prepare([delivered(encode(ClickBatch(id=new_event_id(), events=[event])), stream_seq=5)])
 
@@ -52,6 +53,7 @@ def test_envelope_becomes_enriched_rows_with_the_event_time() -> None:
             os="iOS",
             device="mobile",
             is_bot=False,
+            visitor="0f" * 16,
         )
     ]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from linkpulse.events import (
+    CLICK_EVENT_VERSION,
     ClickBatch,
     ClickEvent,
     DecodeError,
@@ -29,7 +30,19 @@ def test_click_batch_round_trip() -> None:
 @pytest.mark.parametrize("path", sorted(DATA.glob("click_batch_v*.json")), ids=lambda p: p.name)
 def test_every_stored_click_batch_version_decodes(path: Path) -> None:
     batch = decode_click_batch(path.read_bytes())
-    assert batch.events and all(e.v == 1 for e in batch.events)
+    assert batch.events and all(e.v == CLICK_EVENT_VERSION for e in batch.events)
+
+
+def test_a_v1_click_decodes_without_a_visitor_key() -> None:
+    # v1 had no visitor field: one it carries anyway is dropped by the upcaster, not trusted.
+    raw = (DATA / "click_batch_v1.json").read_bytes().replace(b'"v":1,"code"', b'"v":1,"visitor":"ab","code"')
+    (event,) = decode_click_batch(raw).events
+    assert (event.v, event.visitor) == (CLICK_EVENT_VERSION, "")
+
+
+def test_a_v2_click_keeps_its_visitor_key() -> None:
+    (event,) = decode_click_batch((DATA / "click_batch_v1_event_v2.json").read_bytes()).events
+    assert event.visitor == "5f0e3c6a9b1d4e2f8a7c6b5d4e3f2a1b"
 
 
 @pytest.mark.parametrize("path", sorted(DATA.glob("link_changed_v*.json")), ids=lambda p: p.name)

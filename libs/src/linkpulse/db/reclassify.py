@@ -6,7 +6,11 @@
    the table once). One statement per range, in its own short transaction, updates the clicks of a changed
    class (`WHERE is_bot = old AND device = old`: only rows still in the old class move, so a second run, or
    two runs at once, move nothing twice) and adds the exact deltas (-1 in the old class, +1 in the new) to
-   link_totals, the minute, hour and day series and link_dimension_day.
+   link_totals, the minute, hour and day series and link_dimension_day. The visitor keys of the moved clicks
+   move too: into the new class of their day's distinct visitors, and out of the old one unless a click of
+   theirs that day stays there; link_visitor_counts_day moves by the keys that actually joined or left. A
+   visitor key hashes the user agent, so all of a visitor's clicks move with it; only clicks before `since`
+   on the same day stay behind (the NOT EXISTS looks for those alone).
 
 Ingest only inserts clicks and adds to the rollups, so the deltas commute with its batches; both statements
 take the rollup rows in the same order (table by table, sorted keys), so they cannot deadlock, and a
@@ -67,8 +71,31 @@ WITH moved AS (
       AND c.ctid >= format('(%s,0)', $2::bigint)::tid AND c.ctid < format('(%s,0)', $3::bigint)::tid
       AND c.ts >= $4 AND c.ts >= coalesce($5::timestamptz, '-infinity') AND c.ts < coalesce($6::timestamptz, 'infinity')
       AND c.ua = r.ua AND c.is_bot = r.is_bot AND c.device = r.device
-    RETURNING c.link_id, c.ts, c.country, c.referrer_host, c.browser, c.os,
+    RETURNING c.link_id, c.ts, c.country, c.referrer_host, c.browser, c.os, c.visitor,
               r.is_bot AS old_bot, r.device AS old_device, r.new_is_bot AS new_bot, r.new_device
+), moved_visitors AS (
+    SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date AS day, old_bot, new_bot, visitor
+    FROM moved WHERE visitor IS NOT NULL
+), visitors_in AS (
+    INSERT INTO link_visitors_day (link_id, day, is_bot, visitor)
+    SELECT link_id, day, new_bot, visitor FROM moved_visitors ORDER BY 1, 2, 3, 4
+    ON CONFLICT DO NOTHING
+    RETURNING link_id, day, is_bot, 1 AS sign
+), visitors_out AS (
+    DELETE FROM link_visitors_day v USING moved_visitors m
+    WHERE v.link_id = m.link_id AND v.day = m.day AND v.is_bot = m.old_bot AND v.visitor = m.visitor
+      AND NOT EXISTS (
+          SELECT 1 FROM click_events k
+          WHERE k.link_id = m.link_id AND k.ts >= m.day AT TIME ZONE 'UTC'
+            AND k.ts < least($4, (m.day + 1) AT TIME ZONE 'UTC') AND k.is_bot = m.old_bot AND k.visitor = m.visitor)
+    RETURNING v.link_id, v.day, v.is_bot, -1 AS sign
+), visitor_counts AS (
+    INSERT INTO link_visitor_counts_day AS t (link_id, day, visitors, bot_visitors)
+    SELECT link_id, day, coalesce(sum(sign) FILTER (WHERE NOT is_bot), 0), coalesce(sum(sign) FILTER (WHERE is_bot), 0)
+    FROM (SELECT * FROM visitors_in UNION ALL SELECT * FROM visitors_out) AS d GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (link_id, day) DO UPDATE SET
+        visitors = t.visitors + excluded.visitors,
+        bot_visitors = t.bot_visitors + excluded.bot_visitors
 ), delta AS (
     SELECT m.link_id, m.ts, m.country, m.referrer_host, m.browser, m.os, s.sign, s.bot, s.device
     FROM moved m CROSS JOIN LATERAL (VALUES (1, m.new_bot, m.new_device), (-1, m.old_bot, m.old_device))

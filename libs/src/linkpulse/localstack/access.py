@@ -27,11 +27,13 @@ REDIS_OPERATOR = "default"
 
 # Key patterns and commands of each service's Redis user (ACL rules, Redis 6.2 and later). Redis cannot
 # tell SET ... NX from a plain SET, so the redirect's fill may SET `link:*` keys; it cannot delete them,
-# touch any other key, run scripts, or reconfigure the server. The admin writes records through a script
+# touch any other key, run scripts, or reconfigure the server. It also makes and reads the daily visitor
+# salts (`visitor-salt:<date>`, SET NX with an expiry: linkpulse.redirect.visitor_keys), which no other
+# service's user can read. The admin writes records through a script
 # (EVALSHA, loaded with SCRIPT LOAD; the commands it runs are checked against the same rules) and keeps
 # its failed-authentication throttle under `admin:auth-failures:*` (`linkpulse.admin.throttle.KEY_PREFIX`).
 REDIS_USERS: dict[str, str] = {
-    "redirect": "resetkeys ~link:* resetchannels -@all +get +set +ping",
+    "redirect": "resetkeys ~link:* ~visitor-salt:* resetchannels -@all +get +set +ping",
     "admin": (
         "resetkeys ~link:* ~admin:auth-failures:* resetchannels -@all +get +set +del +exists +incr +incrby"
         " +expire +pexpire +ttl +pttl +multi +exec +eval +evalsha +script|load +script|exists +ping"

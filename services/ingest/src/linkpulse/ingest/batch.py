@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-from linkpulse.events import MAX_LANG, MAX_REFERRER, MAX_UA, ClickEvent, DecodeError, country_code, decode_click_batch
+from linkpulse.events import (
+    MAX_LANG,
+    MAX_REFERRER,
+    MAX_UA,
+    VISITOR_KEY_LENGTH,
+    ClickEvent,
+    DecodeError,
+    country_code,
+    decode_click_batch,
+)
 from linkpulse.ingest.enrich import clean_text, enrich_user_agent, normalize_ip, referrer_host
 from linkpulse.messaging.types import Msg
 
@@ -54,6 +63,8 @@ class ClickRow(NamedTuple):
     os: str
     device: str
     is_bot: bool
+    visitor: str | None
+    """The click's visitor key as 32 hex characters (bytea in Postgres), None without a well-formed one."""
 
 
 class DeadLetter(NamedTuple):
@@ -119,11 +130,18 @@ def click_row(event: ClickEvent) -> ClickRow:
         agent.os,
         agent.device,
         agent.is_bot,
+        _visitor(event.visitor),
     )
 
 
 # A few hundred spellings arrive at all: the rule runs once for each.
 _country = lru_cache(maxsize=1024)(country_code)
+_VISITOR_KEY = re.compile(f"[0-9a-f]{{{VISITOR_KEY_LENGTH}}}")
+
+
+def _visitor(key: str) -> str | None:
+    # Anything but the redirect's spelling is left out of the uniques rather than failing the click.
+    return key if key and _VISITOR_KEY.fullmatch(key) else None
 
 
 def event_id(value: str) -> str:

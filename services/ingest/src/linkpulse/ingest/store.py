@@ -31,6 +31,7 @@ _FROM_STAGE = {
     "id": "id::uuid",
     "ts": "to_timestamp(ts / 1000) + (ts % 1000) * interval '1 millisecond'",
     "ip": "ip::inet",
+    "visitor": "decode(visitor, 'hex')",
 }
 
 # One statement per batch: the new events go in, and exactly those (RETURNING) are rolled up, grouped in
@@ -40,7 +41,9 @@ _FROM_STAGE = {
 # rest because both to_timestamp and interval * n compute in float8: whole seconds times 10**6 stay exact
 # over ingest's whole range (batch.MIN_TS..MAX_TS), and so do 0-999 ms, which all-milliseconds would not.
 # Rows and rollup keys go in sorted order (ORDER BY) so that two ingest processes take row locks in the
-# same order and cannot deadlock; the buckets are UTC whatever the session's TimeZone.
+# same order and cannot deadlock; the buckets are UTC whatever the session's TimeZone. A click's visitor
+# key joins its link's and day's distinct visitors (link_visitors_day) unless that visitor is already in, and
+# only the keys that joined are added to the day's count (link_visitor_counts_day).
 _STORE_EVENTS = """
 WITH new AS (
     INSERT INTO click_events ({columns})
@@ -48,7 +51,20 @@ WITH new AS (
     FROM ingest_stage
     ORDER BY 1, 2
     ON CONFLICT (id, ts) DO NOTHING
-    RETURNING link_id, ts, is_bot, country, referrer_host, browser, os, device
+    RETURNING link_id, ts, is_bot, country, referrer_host, browser, os, device, visitor
+), visitors AS (
+    INSERT INTO link_visitors_day (link_id, day, is_bot, visitor)
+    SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date, is_bot, visitor
+    FROM new WHERE visitor IS NOT NULL ORDER BY 1, 2, 3, 4
+    ON CONFLICT DO NOTHING
+    RETURNING link_id, day, is_bot
+), visitor_counts AS (
+    INSERT INTO link_visitor_counts_day AS t (link_id, day, visitors, bot_visitors)
+    SELECT link_id, day, count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
+    FROM visitors GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (link_id, day) DO UPDATE SET
+        visitors = t.visitors + excluded.visitors,
+        bot_visitors = t.bot_visitors + excluded.bot_visitors
 ), totals AS (
     INSERT INTO link_totals AS t (link_id, clicks, bot_clicks, last_click_at)
     SELECT link_id, count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot), max(ts)

@@ -15,6 +15,7 @@ from linkpulse.web.proxies import TrustedProxies
 
 if TYPE_CHECKING:
     from linkpulse.redirect.tracing import ClickTracing
+    from linkpulse.redirect.visitor_keys import VisitorKeys
 
 __all__ = ["ANONYMIZE_SETTING", "ClickMaker", "HeaderGetter", "RawHeaders"]
 
@@ -58,16 +59,24 @@ class ClickMaker:
     Litestar's `State` (see `linkpulse.redirect.core`).
     """
 
-    __slots__ = ("anonymize", "country_header", "proxies", "tracing")
+    __slots__ = ("anonymize", "country_header", "proxies", "tracing", "visitors")
 
     def __init__(
-        self, proxies: TrustedProxies, country_header: str, *, anonymize: bool, tracing: ClickTracing | None
+        self,
+        proxies: TrustedProxies,
+        country_header: str,
+        *,
+        anonymize: bool,
+        tracing: ClickTracing | None,
+        visitors: VisitorKeys | None = None,
     ) -> None:
         self.proxies = proxies
         self.country_header = country_header.lower()
         self.anonymize = anonymize
         self.tracing = tracing
         """None while tracing is off: a click then carries no traceparent and costs no span call."""
+        self.visitors = visitors
+        """The daily-salted visitor keys; None makes clicks without one."""
         if not anonymize:
             # Made once per process at startup, so this is said once per process, where the operator looks.
             log.warning(
@@ -84,16 +93,20 @@ class ClickMaker:
         country = header(self.country_header, "") if proxies.trusts(peer) else ""
         event_id = new_event_id()
         tracing = self.tracing
+        ua = header("user-agent", "")[:MAX_UA]
+        visitors = self.visitors
         return ClickEvent(
             id=event_id,
             code=code,
             link_id=link_id,
             ts=now_ms,
             ip=anonymize_ip(ip) if self.anonymize else ip,
-            ua=header("user-agent", "")[:MAX_UA],
+            ua=ua,
             # Reduced here, so a query (search terms, tokens) never leaves the redirect.
             referrer=referrer_origin_path(header("referer", "")),
             lang=first_language(header("accept-language", "")),
             country=country_code(country),
             traceparent=tracing.click(code, event_id) if tracing is not None else "",
+            # From the full IP, which goes no further than this hash.
+            visitor=visitors.key(ip, ua, link_id, now_ms) if visitors is not None else "",
         )

@@ -29,6 +29,7 @@ from linkpulse.redirect.publisher import ClickPublisher
 from linkpulse.redirect.settings import RedirectSettings
 from linkpulse.redirect.spill import SpillFile
 from linkpulse.redirect.tracing import ClickTracing
+from linkpulse.redirect.visitor_keys import VisitorKeys
 from linkpulse.sampling import SamplingPolicy
 from linkpulse.telemetry import Tracing
 from linkpulse.web.proxies import TrustedProxies
@@ -115,11 +116,21 @@ async def click_publisher(
 async def redirect_core(
     settings: RedirectSettings, tracing: ClickTracing | None, trace_policy: SamplingPolicy | None, app: Litestar
 ) -> AsyncIterator[None]:
-    """The doors' `RedirectCore` (`core_of(app)`), from the resources above and a click maker; entered last."""
+    """The doors' `RedirectCore` (`core_of(app)`), from the resources above and a click maker; entered last.
+
+    The click maker keys visitors with the daily salts shared through Redis: today's is fetched before the
+    first request (a Redis timeout at most; without Redis a local one), later ones by a background task.
+    """
+    visitors = VisitorKeys(app.state.redis)
+    await visitors.refresh()
+    stop = asyncio.Event()
+    keeping = asyncio.create_task(visitors.keep(stop))
     clicks = ClickMaker(TrustedProxies(settings.proxy.trusted), settings.proxy.country_header,
-                        anonymize=settings.proxy.anonymize_ip, tracing=tracing)  # fmt: skip
+                        anonymize=settings.proxy.anonymize_ip, tracing=tracing, visitors=visitors)  # fmt: skip
     keep_core(app, RedirectCore(app.state.lookup, app.state.budget, app.state.publisher, clicks, trace_policy))
     try:
         yield
     finally:
         keep_core(app, None)
+        stop.set()
+        await keeping

@@ -12,6 +12,19 @@ from linkpulse.admin.stats.window import Interval
 __all__ = ["BotRulesUsed", "LinkCount", "LinkStats", "Overview", "Point", "Ranked", "TopValues"]
 
 
+# Unique visitors (docs/analytics.md, "Unique visitors"), described in OpenAPI: a field's docstring is not.
+_BUCKET_VISITORS = msgspec.Meta(
+    description="Unique human visitors in the bucket: distinct (IP address, user agent) pairs that clicked the link "
+    "in it, counted exactly from daily-salted visitor keys (a visitor is one IP and user agent on one UTC day)."
+)
+_BUCKET_BOT_VISITORS = msgspec.Meta(description="Unique bot visitors in the bucket, counted apart, the same way.")
+_WINDOW_VISITORS = msgspec.Meta(
+    description="Unique human visitors in the window: each UTC day's distinct (IP address, user agent) pairs "
+    "within it, added up; nothing links days, so a visitor on two days counts twice."
+)
+_WINDOW_BOT_VISITORS = msgspec.Meta(description="Unique bot visitors in the window, the same way, counted apart.")
+
+
 class Point(msgspec.Struct, kw_only=True):
     """One bucket of the series."""
 
@@ -21,6 +34,8 @@ class Point(msgspec.Struct, kw_only=True):
     """Human clicks in the bucket."""
     bots: int
     """Bot clicks in the bucket, counted apart."""
+    visitors: Annotated[int, _BUCKET_VISITORS]
+    bot_visitors: Annotated[int, _BUCKET_BOT_VISITORS]
 
 
 class Ranked(msgspec.Struct, kw_only=True):
@@ -86,6 +101,8 @@ class LinkStats(msgspec.Struct, kw_only=True):
     """Human clicks in the window: the sum of the series."""
     bots: int
     """Bot clicks in the window, not part of `total`."""
+    visitors: Annotated[int, _WINDOW_VISITORS]
+    bot_visitors: Annotated[int, _WINDOW_BOT_VISITORS]
     series: list[Point]
     """Every bucket of the window, oldest first, zero-filled."""
     top: TopValues
@@ -100,6 +117,8 @@ class LinkCount(msgspec.Struct, kw_only=True):
     url: str
     clicks: int
     bots: int
+    visitors: Annotated[int, _WINDOW_VISITORS]
+    bot_visitors: Annotated[int, _WINDOW_BOT_VISITORS]
 
 
 class Overview(msgspec.Struct, kw_only=True):
@@ -113,6 +132,9 @@ class Overview(msgspec.Struct, kw_only=True):
     """Human clicks of every link."""
     bots: int
     """Bot clicks of every link."""
+    visitors: Annotated[int, _WINDOW_VISITORS]
+    """Of every link: per link and UTC day within the window, added up."""
+    bot_visitors: Annotated[int, _WINDOW_BOT_VISITORS]
     top_links: list[LinkCount]
     """Links by human clicks, then bot clicks, then code; at most `limit`."""
     bot_rules: Annotated[BotRulesUsed | None, _BOT_RULES_FIELD]
