@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import asyncpg
 import nats
 import pytest
 import redis
+import structlog
 import uvicorn
 from nats.js.errors import NotFoundError, ServerError
 
@@ -179,3 +183,28 @@ async def serving(config: uvicorn.Config) -> AsyncIterator[None]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+def restored_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For a test that configures logging (configure_logging, or `linkpulse` run in process): structlog's
+    configuration, the root logger (pytest's capture handlers), logger levels and the exception hooks put back."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    # Other tests' uvicorn servers leave "uvicorn.error" at their log_level (warning): these tests start from
+    # the levels a fresh process has, and give the others theirs back.
+    loggers = [logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.NOTSET)
+    for hook in ("excepthook", "unraisablehook"):
+        monkeypatch.setattr(sys, hook, getattr(sys, hook))
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    yield
+    logging.captureWarnings(False)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for logger, before in levels:
+        logger.setLevel(before)
+    structlog.configure(**saved)

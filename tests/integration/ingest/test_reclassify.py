@@ -237,7 +237,11 @@ async def test_clicks_stored_meanwhile_are_counted_once(
 
 
 async def test_the_command_moves_clicks_ingest_stored_with_older_rules(
-    ingest_db: asyncpg.Connection, database_url: str, links: dict[str, int], capsys: pytest.CaptureFixture[str]
+    ingest_db: asyncpg.Connection,
+    database_url: str,
+    links: dict[str, int],
+    capsys: pytest.CaptureFixture[str],
+    restored_logging: None,
 ) -> None:
     db = ingest_db
     old = click_row(click("a", links["a"], ms(2026, 11, 30, 12, 0, 0), ua=GOOGLEBOT))
@@ -257,7 +261,7 @@ async def test_the_command_moves_clicks_ingest_stored_with_older_rules(
     assert await rollups(db) == await recount(db)
 
 
-def test_the_command_refuses_a_bad_since(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_refuses_a_bad_since(capsys: pytest.CaptureFixture[str], restored_logging: None) -> None:
     with pytest.raises(SystemExit):
         main(["reclassify", "--since", "yesterday", "--database-url", "postgresql://127.0.0.1:1/x"])
     assert "not an ISO 8601 date or time" in capsys.readouterr().err

@@ -30,22 +30,6 @@ def tracer() -> Iterator[trace.Tracer]:
     provider.shutdown()
 
 
-@pytest.fixture
-def restored_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """structlog's configuration, the root logger (pytest's capture handlers) and the exception hooks put back."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    for hook in ("excepthook", "unraisablehook"):
-        monkeypatch.setattr(sys, hook, getattr(sys, hook))
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
-    yield
-    logging.captureWarnings(False)
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**saved)
-
-
 def json_lines(err: str) -> list[dict[str, object]]:
     """Every line of `err` as a JSON object (fails on any other line)."""
     lines = [json.loads(line) for line in err.splitlines()]
