@@ -48,7 +48,7 @@ WITH new AS (
     FROM ingest_stage
     ORDER BY 1, 2
     ON CONFLICT (id, ts) DO NOTHING
-    RETURNING link_id, ts, is_bot, country, referrer_host, browser, os, device
+    RETURNING link_id, ts, is_bot, country, region, city, asn, referrer_host, browser, os, device
 ), totals AS (
     INSERT INTO link_totals AS t (link_id, clicks, bot_clicks, last_click_at)
     SELECT link_id, count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot), max(ts)
@@ -62,7 +62,9 @@ WITH new AS (
     SELECT link_id, (ts AT TIME ZONE 'UTC')::date, d.dimension, d.value,
            count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
     FROM new CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser),
-                                        ('os', os), ('device', device)) AS d(dimension, value)
+                                        ('os', os), ('device', device), ('region', region), ('city', city),
+                                        ('asn', asn)) AS d(dimension, value)
+    WHERE d.value <> '' OR d.dimension NOT IN {geoip_only}
     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
         clicks = t.clicks + excluded.clicks,
@@ -70,6 +72,9 @@ WITH new AS (
 )
 SELECT count(*) FROM new
 """
+# The dimensions only a GeoIP database fills get no "" (unknown) row: without a database that would be three
+# rollup rows per link and day for nothing; their top lists then hold the located clicks only.
+GEOIP_ONLY = "('region', 'city', 'asn')"
 _SERIES = """series_{table} AS (
     INSERT INTO link_clicks_{table} AS t (link_id, bucket, clicks, bot_clicks)
     SELECT link_id, date_trunc('{table}', ts, 'UTC'), count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
@@ -82,6 +87,7 @@ _STORE_EVENTS = _STORE_EVENTS.format(
     columns=", ".join(ClickRow._fields),
     converted=", ".join(_FROM_STAGE.get(name, name) for name in ClickRow._fields),
     series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")),
+    geoip_only=GEOIP_ONLY,
 )
 
 # Names the rules this process classifies with (for the stats answers), on every new connection: last_used_at

@@ -41,6 +41,12 @@ class TopValues(msgspec.Struct, kw_only=True):
     os: list[Ranked]
     devices: list[Ranked]
     """desktop, mobile, tablet or other."""
+    regions: list[Ranked]
+    """ISO 3166-2 subdivisions ("DE-BY"), from the GeoIP database; clicks it did not place are not listed."""
+    cities: list[Ranked]
+    """English city name and its region, or country without one ("Munich, DE-BY"), from the GeoIP database."""
+    asns: list[Ranked]
+    """Networks ("AS3320 Deutsche Telekom AG"), from the ASN database when one is mounted."""
 
 
 class BotRulesUsed(msgspec.Struct, kw_only=True):
