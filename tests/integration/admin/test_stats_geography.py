@@ -123,3 +123,13 @@ async def test_clicks_land_in_their_country_region_and_city(
     assert top["cities"] == ranked(("Munich, DE-BY", 3), ("Berlin, DE-BE", 1), ("Springfield, US-IL", 1),
                                    ("Tokyo, JP-13", 1), ("Vienna, AT-9", 1))  # fmt: skip
     assert top["countries"] == ranked(("DE", 4), ("", 2), ("AT", 1), ("BR", 1), ("FR", 1), ("JP", 1), ("US", 1))
+
+
+async def test_openapi_describes_the_geography_lists(client: AsyncTestClient) -> None:
+    del client.headers["Authorization"]  # the schema is public
+    top = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]["TopValues"]
+    assert {"countries", "regions", "cities", "asns"} <= set(top["properties"])
+    assert "ISO 3166-2" in top["properties"]["regions"]["description"]
+    assert "Munich, DE-BY" in top["properties"]["cities"]["description"]
+    assert "AS3320" in top["properties"]["asns"]["description"]
+    assert "header" in top["properties"]["countries"]["description"]
