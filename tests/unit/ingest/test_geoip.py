@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import structlog
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 from tests.geoip_files import Place, write_asn, write_city
 from tests.unit.ingest.test_batch import delivered
 
@@ -164,3 +166,13 @@ def test_a_batch_is_located_when_it_is_prepared(geoip: GeoLookup) -> None:
         ("JP", "JP-13", "Tokyo, JP-13", "AS2516 KDDI CORPORATION"),
         ("FR", "", "", "AS3320 Deutsche Telekom AG"),
     ]
+
+
+def test_an_ipv4_only_database_is_read_and_ipv6_addresses_are_unknown_there(tmp_path: Path) -> None:
+    writer = MMDBWriter(4, "DBIP-Country-Lite", languages=["en"], description="linkpulse tests")
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "NZ"}})
+    path = tmp_path / "v4.mmdb"
+    writer.to_db_file(str(path))
+    geoip = GeoLookup(GeoipSettings(database=str(path)))
+    assert geoip.locate("203.0.113.0", "") == Geo("NZ", "", "", "")
+    assert geoip.locate("2001:db8:1::", "") == UNKNOWN
