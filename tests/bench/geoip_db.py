@@ -22,15 +22,15 @@ from tests.geoip_files import Place, write_city
 
 from linkpulse.bench.seed import bench_networks
 
-_SUBDIVISIONS = 40
-_CITIES = 3000
 
-
-def places(extra: int, seed: int = 5) -> dict[str, Place]:
+def places(extra: int, *, cities: int = 3000, regions: int = 40, seed: int = 5) -> dict[str, Place]:
+    """Networks and their places: each network in one of `cities` cities (per country) drawn evenly, each city
+    in one of `regions` regions. Evenly is the rollups' worst case: a link's clicks rarely share a city."""
     rng = random.Random(seed)
 
     def place(country: str) -> Place:
-        return Place(country or "NL", f"R{rng.randrange(_SUBDIVISIONS)}", "Region", f"City {rng.randrange(_CITIES)}")
+        city = rng.randrange(cities)
+        return Place(country or "NL", f"R{city % regions}", "Region", f"City {city}")
 
     out: dict[str, Place] = {}
     while len(out) < extra:
@@ -49,9 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path)
     parser.add_argument("--extra", type=int, default=200_000, help="random networks besides the bench's (200000)")
+    parser.add_argument("--cities", type=int, default=3000, help="cities per country (3000)")
+    parser.add_argument("--regions", type=int, default=40, help="regions per country (40)")
     args = parser.parse_args()
     started = time.monotonic()
-    every = places(args.extra)
+    every = places(args.extra, cities=args.cities, regions=args.regions)
     write_city(args.path, every)
     size = args.path.stat().st_size
     print(f"{args.path}: {len(every):,} networks, {size / 1e6:.1f} MB, {time.monotonic() - started:.0f} s")

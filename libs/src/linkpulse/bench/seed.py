@@ -49,14 +49,15 @@ def bench_networks() -> list[tuple[str, str]]:
     of a network is constant, "" (no trusted header) for 1 in 8, so the database agrees with the header.
     """
     rng = random.Random(24)
-    pool = []
-    for i in range(NETWORKS):
+    pool: dict[str, str] = {}  # each network once, with one country
+    while len(pool) < NETWORKS:
+        i = len(pool)
         if i % 5 == 4:
             ip = f"2a0{rng.randrange(10)}:{rng.randrange(65536):x}:{rng.randrange(65536):x}::"
         else:
             ip = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0"
-        pool.append((ip, _COUNTRIES[i % len(_COUNTRIES)]))
-    return pool
+        pool.setdefault(ip, _COUNTRIES[i % len(_COUNTRIES)])
+    return list(pool.items())
 
 
 async def create_links(admin_url: str, admin_key: str, database_url: str, count: int) -> list[tuple[str, int]]:
