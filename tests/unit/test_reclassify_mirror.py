@@ -13,6 +13,7 @@ from linkpulse.ingest import store
 
 _DIMENSION = re.compile(r"\('(\w+)', (\w+)\)")
 _ROLLUP = re.compile(r"INSERT INTO (link_\w+) AS t")
+_SKIPPED = re.compile(r"WHERE d\.value <> '' OR d\.dimension NOT IN \(([^)]*)\)")
 
 
 def test_the_same_rollup_tables_in_the_same_order() -> None:
@@ -25,6 +26,13 @@ def test_the_same_dimensions_from_the_same_columns() -> None:
     ingest = _DIMENSION.findall(store._STORE_EVENTS)
     assert ingest == _DIMENSION.findall(reclassify._MOVE)
     assert ("device", "device") in ingest
+    assert ("city", "city") in ingest
+
+
+def test_the_same_dimensions_without_an_unknown_row() -> None:
+    skipped = _SKIPPED.findall(store._STORE_EVENTS)
+    assert skipped == _SKIPPED.findall(reclassify._MOVE)
+    assert skipped == ["'region', 'city', 'asn'"]
 
 
 def test_every_table_ingest_counts_a_class_in_is_moved_by_reclassify() -> None:

@@ -106,6 +106,10 @@ groups:
     LINKPULSE_INGEST_CONCURRENT_STORES: ingest.concurrentStores
     LINKPULSE_INGEST_RETRY_DELAY: ingest.retryDelay
     LINKPULSE_INGEST_RETENTION_DAYS: ingest.retentionDays
+  geoip:
+    LINKPULSE_GEOIP_DATABASE: include linkpulse.geoipDatabase
+    LINKPULSE_GEOIP_ASN_DATABASE: include linkpulse.geoipAsnDatabase
+    LINKPULSE_GEOIP_CHECK_INTERVAL: ingest.geoip.checkInterval
   admin:
     LINKPULSE_ADMIN_PUBLIC_URL: include linkpulse.publicUrl
     LINKPULSE_ADMIN_OWN_HOSTS: include linkpulse.adminOwnHosts
@@ -121,7 +125,7 @@ containers:
     traced: true
   ingest:
     connections: [LINKPULSE_NATS_URL, LINKPULSE_DATABASE_URL]
-    groups: [nats, database, clicks, ingest]
+    groups: [nats, database, clicks, ingest, geoip]
     traced: true
   admin:
     connections: [LINKPULSE_NATS_URL, LINKPULSE_REDIS_URL, LINKPULSE_DATABASE_URL, LINKPULSE_ADMIN_KEY]

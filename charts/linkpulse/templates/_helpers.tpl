@@ -344,6 +344,42 @@ exists before the release's own objects.
 {{/* Spill folder of the redirect publisher: an emptyDir mount. */}}
 {{- define "linkpulse.spillDir" -}}/var/lib/linkpulse/spill{{- end -}}
 
+{{/* Ingest's GeoIP volume source (ingest.geoip: one of existingClaim, configMap, secret), empty without one; the deployment renders it, so a second source fails there. */}}
+{{- define "linkpulse.geoipVolume" -}}
+{{- $g := .Values.ingest.geoip -}}
+{{- if gt (len (compact (list $g.existingClaim $g.configMap $g.secret))) 1 -}}
+{{- fail "ingest.geoip: give one of existingClaim, configMap and secret" -}}
+{{- end -}}
+{{- if $g.existingClaim -}}
+persistentVolumeClaim:
+  claimName: {{ $g.existingClaim }}
+  readOnly: true
+{{- else if $g.configMap -}}
+configMap:
+  name: {{ $g.configMap }}
+{{- else if $g.secret -}}
+secret:
+  secretName: {{ $g.secret }}
+{{- end -}}
+{{- end -}}
+
+{{/* Where that volume is mounted, read-only, as a directory: a subPath mount would never see a new version. */}}
+{{- define "linkpulse.geoipDir" -}}/etc/linkpulse/geoip{{- end -}}
+
+{{/* LINKPULSE_GEOIP_DATABASE and _ASN_DATABASE: the files in the mounted volume; empty (unset) without one. */}}
+{{- define "linkpulse.geoipDatabase" -}}
+{{- $g := .Values.ingest.geoip -}}
+{{- if and (or $g.existingClaim $g.configMap $g.secret) $g.database -}}
+{{- include "linkpulse.geoipDir" . }}/{{ .Values.ingest.geoip.database -}}
+{{- end -}}
+{{- end -}}
+{{- define "linkpulse.geoipAsnDatabase" -}}
+{{- $g := .Values.ingest.geoip -}}
+{{- if and (or $g.existingClaim $g.configMap $g.secret) $g.asnDatabase -}}
+{{- include "linkpulse.geoipDir" . }}/{{ .Values.ingest.geoip.asnDatabase -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Base URL of short links: admin.publicUrl, else the redirect ingress host, else the port-forward address. */}}
 {{- define "linkpulse.publicUrl" -}}
 {{- $i := .Values.ingress.redirect -}}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 from nats.js import JetStreamContext
+from tests.bench.geoip_db import places
 from tests.conftest import MakeLink
+from tests.geoip_files import write_city
 from tests.integration.ingest.conftest import RunWorker, click
 
 from linkpulse.bench.counts import (
     ingest_backlog,
+    placed_events,
     published_events,
     settled_last_seq,
     stored_events,
@@ -76,3 +81,24 @@ async def test_stored_and_backlog_follow_ingest_until_everything_is_stored_once(
     )  # fmt: skip
     counts = await stored_events(database_url, ids)
     assert (counts.rows, counts.distinct, counts.duplicates) == (3001, 3000, 1)
+
+
+async def test_the_bench_database_places_every_bench_click(
+    nats_url: str,
+    database_url: str,
+    db: asyncpg.Connection,
+    make_link: MakeLink,
+    run_worker: RunWorker,
+    clicks_settings: ClicksSettings,
+    tmp_path: Path,
+) -> None:
+    # The GeoIP half of `linkpulse bench ingest` measures lookups that find a city, as a real database would.
+    city = write_city(tmp_path / "bench-city.mmdb", places(extra=1000))
+    links = [(f"bg{i}", await make_link(f"bg{i}")) for i in range(3)]
+    ids = [i for _, i in links]
+    await publish_clicks(nats_url, links, 2000, shards=clicks_settings.shards)
+    async with run_worker(LINKPULSE_GEOIP_DATABASE=str(city)):
+        assert (await wait_stored(database_url, ids, 2000, timeout=30))[0] == 2000
+    assert await placed_events(database_url, ids) == 2000
+    # Where the header names a country, the database agrees: the click keeps its region.
+    assert await db.fetchval("SELECT count(*) FROM click_events WHERE link_id = ANY($1) AND region = ''", ids) == 0

@@ -16,6 +16,7 @@ __all__ = [
     "Published",
     "Stored",
     "ingest_backlog",
+    "placed_events",
     "published_events",
     "settled_last_seq",
     "stored_events",
@@ -105,6 +106,17 @@ async def stored_events(database_url: str, link_ids: list[int]) -> Stored:
         )
         assert row is not None
         return Stored(rows=row["rows"], distinct=row["distinct_ids"], rollup_total=row["rollup_total"])
+    finally:
+        await conn.close()
+
+
+async def placed_events(database_url: str, link_ids: list[int]) -> int:
+    """Clicks of these links that a GeoIP database placed in a city (the GeoIP-on half of an ingest comparison)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(
+            "SELECT count(*) FROM click_events WHERE link_id = ANY($1::bigint[]) AND city <> ''", link_ids
+        )
     finally:
         await conn.close()
 

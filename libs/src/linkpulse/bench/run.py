@@ -13,6 +13,7 @@ from pathlib import Path
 from linkpulse.bench.copy_ceiling import CHUNK_ROWS, copy_ceiling
 from linkpulse.bench.counts import (
     ingest_backlog,
+    placed_events,
     published_events,
     settled_last_seq,
     stored_events,
@@ -283,6 +284,10 @@ class _Run:
         self.report.ingest_events_per_s = rate
         self.memory("ingest")
         self.report.lag_s = self.count_exactly_once(seq, wait=True)
+        if geoip := self.environ.get("LINKPULSE_GEOIP_DATABASE"):
+            # The environment reaches ingest (LocalStack passes it on): say that the database was used.
+            placed = asyncio.run(placed_events(self.info.database_url, [i for _, i in self.links]))
+            self.report.notes.append(f"GeoIP on ({geoip}): {placed:,} of {events:,} clicks placed in a city")
         self.copy_ceiling()
 
     def copy_ceiling(self) -> None:

@@ -71,7 +71,7 @@ WITH moved AS (
       AND c.ctid >= format('(%s,0)', $2::bigint)::tid AND c.ctid < format('(%s,0)', $3::bigint)::tid
       AND c.ts >= $4 AND c.ts >= coalesce($5::timestamptz, '-infinity') AND c.ts < coalesce($6::timestamptz, 'infinity')
       AND c.ua = r.ua AND c.is_bot = r.is_bot AND c.device = r.device
-    RETURNING c.link_id, c.ts, c.country, c.referrer_host, c.browser, c.os, c.visitor,
+    RETURNING c.link_id, c.ts, c.country, c.region, c.city, c.asn, c.referrer_host, c.browser, c.os, c.visitor,
               r.is_bot AS old_bot, r.device AS old_device, r.new_is_bot AS new_bot, r.new_device
 ), moved_visitors AS (
     SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date AS day, old_bot, new_bot, visitor
@@ -97,7 +97,8 @@ WITH moved AS (
         visitors = t.visitors + excluded.visitors,
         bot_visitors = t.bot_visitors + excluded.bot_visitors
 ), delta AS (
-    SELECT m.link_id, m.ts, m.country, m.referrer_host, m.browser, m.os, s.sign, s.bot, s.device
+    SELECT m.link_id, m.ts, m.country, m.region, m.city, m.asn, m.referrer_host, m.browser, m.os, s.sign, s.bot,
+           s.device
     FROM moved m CROSS JOIN LATERAL (VALUES (1, m.new_bot, m.new_device), (-1, m.old_bot, m.old_device))
         AS s(sign, bot, device)
 ), totals AS (
@@ -112,7 +113,9 @@ WITH moved AS (
     SELECT link_id, (ts AT TIME ZONE 'UTC')::date, d.dimension, d.value,
            coalesce(sum(sign) FILTER (WHERE NOT bot), 0), coalesce(sum(sign) FILTER (WHERE bot), 0)
     FROM delta CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser),
-                                          ('os', os), ('device', device)) AS d(dimension, value)
+                                          ('os', os), ('device', device), ('region', region), ('city', city),
+                                          ('asn', asn)) AS d(dimension, value)
+    WHERE d.value <> '' OR d.dimension NOT IN ('region', 'city', 'asn')
     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
         clicks = t.clicks + excluded.clicks,

@@ -18,6 +18,7 @@ from linkpulse.backoff import Backoff
 from linkpulse.db.errors import is_data_error, is_unavailable
 from linkpulse.ingest import metrics
 from linkpulse.ingest.batch import PreparedBatch, dead_letter, prepare
+from linkpulse.ingest.geoip import GeoLookup
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.store import StoreResult, store_batch
 from linkpulse.messaging.streams import CLICKS_SUBJECTS, click_subject, ingest_durable
@@ -46,13 +47,14 @@ class BatchPipeline:
         # per shard at once (16) ran each one slower and held every decoded batch in memory at once.
         self._slots = asyncio.Semaphore(settings.ingest.concurrent_stores)
         self._db_failing = False
+        self._geoip = GeoLookup(settings.geoip)
 
     async def store(
         self, msgs: Sequence[Msg], shard: int, stop: asyncio.Event, log: FilteringBoundLogger
     ) -> StoreResult | None:
         """Decode and store a fetched batch in one transaction; None when it is to be handed back instead."""
         async with self._slots:
-            batch = prepare(msgs)
+            batch = prepare(msgs, self._geoip)
             with self._span(shard, msgs, batch) as span:
                 result = await self._store_with_retry(batch, stop, log)
                 if span is not None:

@@ -9,7 +9,7 @@ import msgspec
 
 from linkpulse.settings import ClicksSettings, DatabaseSettings, NatsSettings, from_env
 
-__all__ = ["IngestSettings", "IngestTuning"]
+__all__ = ["GeoipSettings", "IngestSettings", "IngestTuning"]
 
 
 class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +58,20 @@ class IngestTuning(msgspec.Struct, frozen=True, kw_only=True):
     """
 
 
+class GeoipSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where ingest finds a location for a click's anonymised IP (`LINKPULSE_GEOIP_*`; docs/analytics.md)."""
+
+    database: str = ""
+    """"" (none): path of a MaxMind-format City or Country database (.mmdb: GeoLite2, DB-IP Lite).
+
+    A country a trusted proxy's header gave wins over it; the file is re-read when it changes.
+    """
+    asn_database: str = ""
+    """"" (none): path of a MaxMind-format ASN database (.mmdb), for the network (ASN) dimension."""
+    check_interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
+    """5 s: how often, at most, the files' mtime, inode and size are checked for a new version."""
+
+
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything `python -m linkpulse.ingest` reads from the environment."""
 
@@ -69,6 +83,8 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     """CLICKS stream layout (`LINKPULSE_CLICKS_*`); the shard count must match the publishers'."""
     ingest: IngestTuning = msgspec.field(default_factory=IngestTuning)
     """Batching, backoff, metrics and logging (`LINKPULSE_INGEST_*`)."""
+    geoip: GeoipSettings = msgspec.field(default_factory=GeoipSettings)
+    """GeoIP databases (`LINKPULSE_GEOIP_*`); none by default."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:

@@ -51,7 +51,7 @@ WITH new AS (
     FROM ingest_stage
     ORDER BY 1, 2
     ON CONFLICT (id, ts) DO NOTHING
-    RETURNING link_id, ts, is_bot, country, referrer_host, browser, os, device, visitor
+    RETURNING link_id, ts, is_bot, country, region, city, asn, referrer_host, browser, os, device, visitor
 ), visitors AS (
     INSERT INTO link_visitors_day (link_id, day, is_bot, visitor)
     SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date, is_bot, visitor
@@ -78,7 +78,9 @@ WITH new AS (
     SELECT link_id, (ts AT TIME ZONE 'UTC')::date, d.dimension, d.value,
            count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
     FROM new CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser),
-                                        ('os', os), ('device', device)) AS d(dimension, value)
+                                        ('os', os), ('device', device), ('region', region), ('city', city),
+                                        ('asn', asn)) AS d(dimension, value)
+    WHERE d.value <> '' OR d.dimension NOT IN {geoip_only}
     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
         clicks = t.clicks + excluded.clicks,
@@ -86,6 +88,9 @@ WITH new AS (
 )
 SELECT count(*) FROM new
 """
+# The dimensions only a GeoIP database fills get no "" (unknown) row: without a database that would be three
+# rollup rows per link and day for nothing; their top lists then hold the located clicks only.
+GEOIP_ONLY = "('region', 'city', 'asn')"
 _SERIES = """series_{table} AS (
     INSERT INTO link_clicks_{table} AS t (link_id, bucket, clicks, bot_clicks)
     SELECT link_id, date_trunc('{table}', ts, 'UTC'), count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
@@ -98,6 +103,7 @@ _STORE_EVENTS = _STORE_EVENTS.format(
     columns=", ".join(ClickRow._fields),
     converted=", ".join(_FROM_STAGE.get(name, name) for name in ClickRow._fields),
     series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")),
+    geoip_only=GEOIP_ONLY,
 )
 
 # Names the rules this process classifies with (for the stats answers), on every new connection: last_used_at

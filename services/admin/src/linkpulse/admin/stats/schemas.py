@@ -48,14 +48,40 @@ class Ranked(msgspec.Struct, kw_only=True):
 class TopValues(msgspec.Struct, kw_only=True):
     """Top 10 values per dimension, humans only, by clicks then value; day granularity."""
 
-    countries: list[Ranked]
-    """ISO 3166 alpha-2 codes."""
+    countries: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description='ISO 3166-1 alpha-2 codes: a trusted proxy\'s country header, else the GeoIP database; "" '
+            "for unknown."
+        ),
+    ]
     referrers: list[Ranked]
     """Referrer hosts, without `www.` (all paths of a host add up)."""
     browsers: list[Ranked]
     os: list[Ranked]
     devices: list[Ranked]
     """desktop, mobile, tablet or other."""
+    regions: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description='Regions as ISO 3166-2 codes ("DE-BY"), from the GeoIP database (docs/analytics.md, '
+            '"Geography"); clicks it could not place are left out, so the list may add up to less than `total`.'
+        ),
+    ]
+    cities: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description="Cities as their English name and region, or country where the database gives no region "
+            '("Munich, DE-BY"), from the GeoIP database; clicks it could not place are left out.'
+        ),
+    ]
+    asns: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description='Networks as "AS<number> <organisation>" ("AS3320 Deutsche Telekom AG"), when an ASN '
+            "database is mounted; clicks it could not place are left out."
+        ),
+    ]
 
 
 class BotRulesUsed(msgspec.Struct, kw_only=True):

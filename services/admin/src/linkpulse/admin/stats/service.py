@@ -121,7 +121,8 @@ _BUCKETS = msgspec.json.Decoder(list[tuple[int, int, int]])
 _RULES = msgspec.json.Decoder(BotRulesUsed | None)
 _PAIR = msgspec.json.Decoder(tuple[int, int])
 _TOP_ROWS = msgspec.json.Decoder(list[tuple[str, str, int]])
-_DIMENSIONS = {"country": "countries", "referrer": "referrers", "browser": "browsers", "os": "os", "device": "devices"}
+_DIMENSIONS = {"country": "countries", "referrer": "referrers", "browser": "browsers", "os": "os", "device": "devices",
+               "region": "regions", "city": "cities", "asn": "asns"}  # fmt: skip
 
 
 class StatsService:
