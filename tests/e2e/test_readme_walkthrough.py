@@ -49,6 +49,7 @@ DEFAULT_URLS = {
 }
 SKIPPED = {
     "The two commands": "install from the index and the whole suite: CI runs them (.ci/run)",
+    "Run with Docker Compose": "needs docker and the images' registries; tests/compose validates the file",
     "Install on Kubernetes with Helm": "needs docker, a registry and a Kubernetes cluster",
     "Develop with skaffold": "needs docker, skaffold and a Kubernetes cluster",
     "Benchmark: `linkpulse bench`": "needs wrk and nginx and minutes; tests/e2e/test_bench.py runs the bench",
