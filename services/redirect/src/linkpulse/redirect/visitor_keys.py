@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -109,10 +110,12 @@ class VisitorKeys:
             return None
         name = KEY_PREFIX + datetime.fromtimestamp(day * 86_400, UTC).date().isoformat()
         try:
-            # NX: the first process to ask makes the day's salt, every other one reads that same salt.
-            await self._redis.set(name, secrets.token_bytes(SALT_BYTES), nx=True,
-                                  exat=(day + 1) * 86_400 + EXPIRE_AFTER_S)  # fmt: skip
-            salt = await self._redis.get(name)
+            # NX: the first process to ask makes the day's salt, every other one reads that same salt. Upkeep
+            # outside any request: no client spans (a trace of it would be noise, and a cost with tracing on).
+            with suppress_instrumentation():
+                await self._redis.set(name, secrets.token_bytes(SALT_BYTES), nx=True,
+                                      exat=(day + 1) * 86_400 + EXPIRE_AFTER_S)  # fmt: skip
+                salt = await self._redis.get(name)
         except (TimeoutError, RedisError, OSError) as exc:
             _SALT_ERRORS.inc()
             log.warning("visitor_salt.redis_failed", key=name, error=str(exc) or type(exc).__name__)
