@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from tests.clock import Clock
 
 from linkpulse.localstack.access import REDIS_OPERATOR, REDIS_USERS
 from linkpulse.localstack.servers import RedisServer
@@ -19,16 +20,6 @@ DAY = time.time_ns() // 1_000_000 // DAY_MS * DAY_MS
 TODAY = f"visitor-salt:{datetime.fromtimestamp(DAY / 1000, UTC).date().isoformat()}"
 TOMORROW = f"visitor-salt:{datetime.fromtimestamp(DAY / 1000 + 86_400, UTC).date().isoformat()}"
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
-
-
-class Clock:
-    """Epoch milliseconds the test sets."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import pytest
 from litestar.exceptions import ServiceUnavailableException
+from tests.clock import Clock
 
 from linkpulse.admin.limits import RETRY_AFTER, Slots
 from linkpulse.admin.throttle import LocalCounts
 
 
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_ip_waits_out_its_window_after_the_limit_of_failures() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     counts = LocalCounts(limit=3, window=60, max_entries=100, clock=clock)
     for _ in range(2):
         counts.failed("203.0.113.5")
@@ -35,7 +26,7 @@ def test_an_ip_waits_out_its_window_after_the_limit_of_failures() -> None:
 
 
 def test_the_in_process_counts_stay_bounded_dropping_the_oldest() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     counts = LocalCounts(limit=1, window=60, max_entries=3, clock=clock)
     for n in range(10):
         counts.failed(f"198.51.100.{n}")

@@ -9,6 +9,7 @@ import pytest
 import structlog
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
+from tests.clock import Clock
 from tests.geoip_files import Place, write_asn, write_city
 from tests.unit.ingest.test_batch import delivered
 
@@ -17,16 +18,6 @@ from linkpulse.ids import new_event_id
 from linkpulse.ingest.batch import prepare
 from linkpulse.ingest.geoip import MAX_CITY, UNKNOWN, Geo, GeoLookup
 from linkpulse.ingest.settings import GeoipSettings, IngestSettings
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -94,7 +85,7 @@ def test_without_a_database_only_the_header_counts() -> None:
 
 def test_the_file_is_reread_when_it_changes_without_a_restart(files: tuple[Path, Path]) -> None:
     city, _ = files
-    clock = Clock()
+    clock = Clock(1000.0)
     geoip = GeoLookup(GeoipSettings(database=str(city), check_interval=5), clock=clock)
     assert geoip.locate("203.0.113.0", "").city == "Munich, DE-BY"
 
@@ -111,7 +102,7 @@ def test_the_file_is_reread_when_it_changes_without_a_restart(files: tuple[Path,
 
 def test_a_broken_new_file_keeps_the_old_reader_and_logs_an_error(files: tuple[Path, Path]) -> None:
     city, _ = files
-    clock = Clock()
+    clock = Clock(1000.0)
     geoip = GeoLookup(GeoipSettings(database=str(city), check_interval=1), clock=clock)
     broken = city.with_suffix(".broken")
     broken.write_bytes(b"\x00" * 4096 + b"not a MaxMind DB")
@@ -130,7 +121,7 @@ def test_a_broken_new_file_keeps_the_old_reader_and_logs_an_error(files: tuple[P
 
 
 def test_a_file_missing_at_start_is_read_once_it_appears(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     path = tmp_path / "later.mmdb"
     with structlog.testing.capture_logs() as logs:
         geoip = GeoLookup(GeoipSettings(database=str(path), check_interval=1), clock=clock)

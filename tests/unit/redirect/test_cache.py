@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.clock import Clock
+
 from linkpulse.links import LinkRecord
 from linkpulse.redirect.cache import HOT_ENTRIES, MISS, LinkCache
 
@@ -33,20 +35,12 @@ def test_eviction_bumps_the_generation_and_raises_the_version_floor() -> None:
     assert cache.floor("other") == 0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def link(code: str, version: int = 1) -> LinkRecord:
     return LinkRecord(id=1, code=code, url=f"https://example.com/{code}", version=version)
 
 
 def test_a_link_is_served_for_less_than_the_ttl_however_the_reads_fall() -> None:
-    clock = FakeClock()
+    clock = Clock(1000.0)
     cache = LinkCache(max_entries=10, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
     cache.put("early", link("early"))  # read at the start of a generation: the longest-lived case
     clock.now += 29.9
@@ -60,7 +54,7 @@ def test_a_link_is_served_for_less_than_the_ttl_however_the_reads_fall() -> None
 
 
 def test_an_idle_cache_forgets_everything_older_than_the_ttl() -> None:
-    clock = FakeClock()
+    clock = Clock(1000.0)
     cache = LinkCache(max_entries=10, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
     cache.put("x", link("x"))
     clock.now += 45  # one rotation due: x is old, still served
@@ -75,7 +69,7 @@ def test_an_idle_cache_forgets_everything_older_than_the_ttl() -> None:
 
 
 def test_a_full_cache_drops_the_older_generation_first_and_never_exceeds_its_bound() -> None:
-    clock = FakeClock()
+    clock = Clock(1000.0)
     cache = LinkCache(max_entries=4, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
     for code in "abc":
         cache.put(code, link(code))
@@ -90,7 +84,7 @@ def test_a_full_cache_drops_the_older_generation_first_and_never_exceeds_its_bou
 
 
 def test_replacing_a_link_keeps_one_entry_with_the_new_record() -> None:
-    clock = FakeClock()
+    clock = Clock(1000.0)
     cache = LinkCache(max_entries=2, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
     cache.put("x", link("x", version=1))
     clock.now += 30  # x is in the old generation now
@@ -101,7 +95,7 @@ def test_replacing_a_link_keeps_one_entry_with_the_new_record() -> None:
 
 
 def test_unknown_codes_age_out_on_their_own_shorter_ttl() -> None:
-    clock = FakeClock()
+    clock = Clock(1000.0)
     cache = LinkCache(max_entries=10, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
     cache.put("nope", None)
     assert cache.get("nope") is None
@@ -110,7 +104,7 @@ def test_unknown_codes_age_out_on_their_own_shorter_ttl() -> None:
 
 
 def test_a_decoded_hot_copy_never_outlives_its_link() -> None:
-    clock = FakeClock()
+    clock = Clock(1000.0)
     cache = LinkCache(max_entries=3, ttl=60, negative_max_entries=10, negative_ttl=5, clock=clock)
     for code in "abc":
         cache.put(code, link(code))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tests.clock import Clock
+
 from linkpulse.events import VISITOR_KEY_LENGTH
 from linkpulse.redirect.clicks import ClickMaker
 from linkpulse.redirect.visitor_keys import DAY_MS, FORGET_AFTER_MS, VisitorKeys
@@ -12,16 +14,6 @@ from linkpulse.web.proxies import TrustedProxies
 DAY = 20_000 * DAY_MS
 """Midnight UTC starting 2024-10-04."""
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
-
-
-class Clock:
-    """Epoch milliseconds the test sets."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 async def test_the_same_visitor_on_the_same_day_has_one_key_and_every_input_changes_it() -> None:
