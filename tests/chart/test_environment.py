@@ -14,6 +14,7 @@ from tests.chart.conftest import CHART, EXISTING_SECRETS, SECRETS, VALUE_SETS, R
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.redirect.settings import RedirectSettings
+from linkpulse.bots import rules_from_settings
 from linkpulse.sampling import SAMPLERS, SamplingPolicy
 from linkpulse.settings import (
     ClicksSettings,
@@ -164,6 +165,18 @@ def test_every_tuning_value_reaches_its_setting() -> None:
     streams = from_env(StreamsSettings, env["setup"])  # the init container (the install defers the hook)
     assert streams.clicks.max_bytes == 4_294_967_296 and streams.clicks.max_age == 86400
     assert streams.clicks.duplicate_window == 300 and streams.clicks.ack_wait == 90
+
+
+def test_bot_patterns_reach_redirect_and_ingest_one_per_line() -> None:
+    # One per line: a regular expression may hold a comma, so the chart's usual comma join would split it.
+    out = render({"config": {"bots": {"patterns": ["Zebrafish/", "^probe{1,3}"]}}})
+    env = {c["name"]: out.environment(c) for _, c in out.linkpulse_containers()}
+    for service, settings in (("redirect", RedirectSettings), ("ingest", IngestSettings)):
+        assert env[service]["LINKPULSE_BOTS_PATTERNS"] == "Zebrafish/\n^probe{1,3}"
+        assert rules_from_settings(from_env(settings, env[service]).bots).extra == ("Zebrafish/", "^probe{1,3}")
+    assert "LINKPULSE_BOTS_PATTERNS" not in env["admin"]
+    default = render({})
+    assert not any("LINKPULSE_BOTS_PATTERNS" in default.environment(c) for _, c in default.linkpulse_containers())
 
 
 def test_an_ingest_linger_of_zero_is_written_not_dropped() -> None:

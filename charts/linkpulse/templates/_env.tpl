@@ -77,6 +77,8 @@ groups:
     LINKPULSE_CLICKS_ACK_WAIT: config.clicks.ackWait
   proxy:
     LINKPULSE_PROXY_TRUSTED: .proxy.trusted
+  bots:
+    LINKPULSE_BOTS_PATTERNS: include linkpulse.botPatterns
   cache:
     LINKPULSE_CACHE_MAX_ENTRIES: redirect.cache.maxEntries
     LINKPULSE_CACHE_TTL: redirect.cache.ttl
@@ -121,11 +123,11 @@ groups:
 containers:
   redirect:
     connections: [LINKPULSE_NATS_URL, LINKPULSE_REDIS_URL, LINKPULSE_DATABASE_URL]
-    groups: [http, nats, redis, database, pool, clicks, cache, publisher, proxy, redirectProxy]
+    groups: [http, nats, redis, database, pool, clicks, cache, publisher, proxy, redirectProxy, bots]
     traced: true
   ingest:
     connections: [LINKPULSE_NATS_URL, LINKPULSE_DATABASE_URL]
-    groups: [nats, database, clicks, ingest, geoip]
+    groups: [nats, database, clicks, ingest, geoip, bots]
     traced: true
   admin:
     connections: [LINKPULSE_NATS_URL, LINKPULSE_REDIS_URL, LINKPULSE_DATABASE_URL, LINKPULSE_ADMIN_KEY]

@@ -363,6 +363,11 @@ secret:
 {{- end -}}
 {{- end -}}
 
+{{/* LINKPULSE_BOTS_PATTERNS: config.bots.patterns, one per line (a regular expression may hold a comma). */}}
+{{- define "linkpulse.botPatterns" -}}
+{{- join "\n" .Values.config.bots.patterns -}}
+{{- end -}}
+
 {{/* Where that volume is mounted, read-only, as a directory: a subPath mount would never see a new version. */}}
 {{- define "linkpulse.geoipDir" -}}/etc/linkpulse/geoip{{- end -}}
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib.metadata import version as _dist_version
 
 import crawlerdetect
 import ua_parser
 from crawlerdetect import CrawlerDetect
+
+from linkpulse.settings import BotSettings, bot_patterns
 
 __all__ = [
     "BOT_RULES_REVISION",
@@ -25,8 +27,12 @@ __all__ = [
     "OWN_PATTERNS",
     "OWN_WORDS",
     "BotRules",
+    "active_rules",
     "is_bot",
+    "on_rules_changed",
     "own_patterns_digest",
+    "rules_from_settings",
+    "use_rules",
 ]
 
 BOT_RULES_REVISION = 2
@@ -190,10 +196,37 @@ def own_patterns_digest() -> str:
 
 
 DEFAULT_RULES = BotRules()
-"""The rules ingest, the redirect and `linkpulse reclassify` use."""
+"""The maintained rules alone: what ingest, the redirect and `linkpulse reclassify` use without operator patterns."""
 
 BOT_RULES_VERSION = DEFAULT_RULES.version
-"""The name of the rules this code classifies with, as stored in `bot_rules` and shown by the stats."""
+"""The name of the maintained rules, as stored in `bot_rules` and shown by the stats when no patterns are added."""
+
+_active = DEFAULT_RULES
+_on_change: list[Callable[[], object]] = []
+
+
+def active_rules() -> BotRules:
+    """The rules this process classifies with: DEFAULT_RULES, or those `use_rules` set at start."""
+    return _active
+
+
+def use_rules(rules: BotRules) -> None:
+    """Classify with `rules` from now on in this process (a service calls it once at start, from its settings)."""
+    global _active
+    _active = rules
+    for callback in _on_change:
+        callback()
+
+
+def on_rules_changed(callback: Callable[[], object]) -> None:
+    """Run `callback` whenever `use_rules` changes the active rules (to empty a cache of their results)."""
+    _on_change.append(callback)
+
+
+def rules_from_settings(settings: BotSettings) -> BotRules:
+    """The maintained rules plus the operator's patterns (`LINKPULSE_BOTS_PATTERNS`); DEFAULT_RULES without any."""
+    extra = bot_patterns(settings.patterns)
+    return BotRules(extra=extra) if extra else DEFAULT_RULES
 
 
 def is_bot(ua: str) -> bool:
@@ -201,4 +234,4 @@ def is_bot(ua: str) -> bool:
 
     Parses only the device with ua-parser, not the browser and OS; a new UA costs 0.1-0.3 ms (docs/analytics.md).
     """
-    return DEFAULT_RULES.is_bot(ua)
+    return _active.is_bot(ua)

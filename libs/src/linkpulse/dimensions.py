@@ -43,7 +43,7 @@ BY_NAME: Final[dict[str, Dimension]] = {d.name: d for d in DIMENSIONS}
 
 
 def lateral_values(alias: str = "d") -> str:
-    """`CROSS JOIN LATERAL (VALUES ('country', country), …) AS d(dimension, value)`: one row per dimension of a click."""
+    """`CROSS JOIN LATERAL (VALUES ('country', country), …) AS d(dimension, value)`: a row per dimension."""
     pairs = ", ".join(f"('{d.name}', {d.expression})" for d in DIMENSIONS)
     return f"CROSS JOIN LATERAL (VALUES {pairs}) AS {alias}(dimension, value)"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 __all__ = [
+    "BotSettings",
     "ClicksSettings",
     "DatabaseSettings",
     "HttpSettings",
@@ -18,6 +20,7 @@ __all__ = [
     "RolesSettings",
     "SettingsError",
     "StreamsSettings",
+    "bot_patterns",
     "env_names",
     "from_env",
 ]
@@ -107,6 +110,57 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
 
     trusted: str = ""
     """Comma-separated CIDRs of proxies whose X-Forwarded-For (and country header) are believed; none by default."""
+
+
+class BotSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The operator's own bot rules (`LINKPULSE_BOTS_*`), added to the maintained ones (docs/analytics.md).
+
+    Read by ingest (the stored class), the redirect (click limits count humans) and `linkpulse reclassify`: give
+    all three the same value, then reclassify to move the clicks stored before.
+    """
+
+    patterns: str = ""
+    """"" (none): regular expressions, one per line, matched case-insensitively anywhere in the user agent.
+
+    At most 50 lines of 200 characters; each must compile and must match neither an empty user agent nor the
+    commonest browser's (either would make people bots).
+    """
+
+    def __post_init__(self) -> None:
+        """Refuse patterns that cannot work (msgspec reports the ValueError with the group's variable prefix)."""
+        try:
+            bot_patterns(self.patterns)
+        except ValueError as exc:
+            raise ValueError(f"patterns: {exc}") from None
+
+
+def bot_patterns(text: str) -> tuple[str, ...]:
+    """The patterns of `BotSettings.patterns`: one per non-blank line, stripped.
+
+    Raises:
+        ValueError: more than 50, one longer than 200 characters, one that does not compile or matches "".
+    """
+    patterns = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(patterns) > _MAX_BOT_PATTERNS:
+        raise ValueError(f"at most {_MAX_BOT_PATTERNS} patterns, one per line")
+    for pattern in patterns:
+        if len(pattern) > _MAX_BOT_PATTERN_CHARS:
+            raise ValueError(f"a pattern is longer than {_MAX_BOT_PATTERN_CHARS} characters: {pattern[:40]!r}…")
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {pattern!r} ({exc})") from None
+        if compiled.search("") is not None or compiled.search(_COMMON_BROWSER) is not None:
+            raise ValueError(f"{pattern!r} matches every user agent, or the most common browser's")
+    return patterns
+
+
+_MAX_BOT_PATTERNS = 50
+_MAX_BOT_PATTERN_CHARS = 200
+# A pattern that takes the commonest browser for a bot is a mistake, never a rule.
+_COMMON_BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 class RolesSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,7 +8,7 @@ from functools import lru_cache
 import msgspec
 import ua_parser
 
-from linkpulse.bots import DEFAULT_RULES, BotRules
+from linkpulse.bots import BotRules, active_rules, on_rules_changed
 
 __all__ = ["DEVICE_CLASSES", "Enrichment", "device_class", "enrich_user_agent", "read_user_agent"]
 
@@ -49,8 +49,11 @@ def read_user_agent(ua: str, rules: BotRules) -> Enrichment:
 
 @lru_cache(maxsize=10_000)
 def enrich_user_agent(ua: str) -> Enrichment:
-    """`read_user_agent` with the default rules; cached, because a few thousand UAs make up nearly all traffic."""
-    return read_user_agent(ua, DEFAULT_RULES)
+    """`read_user_agent` with the active rules; cached, because a few thousand UAs make up nearly all traffic."""
+    return read_user_agent(ua, active_rules())
+
+
+on_rules_changed(enrich_user_agent.cache_clear)
 
 
 def _family(part: ua_parser.UserAgent | ua_parser.OS | None) -> str:

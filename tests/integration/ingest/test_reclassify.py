@@ -267,6 +267,16 @@ def test_the_command_refuses_a_bad_since(capsys: pytest.CaptureFixture[str], res
     assert "not an ISO 8601 date or time" in capsys.readouterr().err
 
 
+def test_the_command_refuses_bad_operator_patterns_before_connecting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, restored_logging: None
+) -> None:
+    monkeypatch.setenv("LINKPULSE_BOTS_PATTERNS", "Zebrafish/\n(unclosed")
+    assert main(["reclassify", "--database-url", "postgresql://127.0.0.1:1/x"]) == 2
+    err = capsys.readouterr().err
+    assert "LINKPULSE_BOTS: patterns: not a regular expression: '(unclosed'" in err
+    assert "database" not in err  # it never got as far as connecting
+
+
 async def test_the_ingest_role_may_reclassify_and_the_admin_role_read_the_rules(
     ingest_db: asyncpg.Connection, links: dict[str, int]
 ) -> None:

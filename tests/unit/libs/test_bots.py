@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from linkpulse.bots import BOT_RULES_REVISION, BOT_RULES_VERSION, BotRules, is_bot, own_patterns_digest
+from linkpulse.bots import (
+    BOT_RULES_REVISION,
+    BOT_RULES_VERSION,
+    DEFAULT_RULES,
+    BotRules,
+    active_rules,
+    is_bot,
+    own_patterns_digest,
+    rules_from_settings,
+    use_rules,
+)
 from linkpulse.ingest.enrich import enrich_user_agent
+from linkpulse.settings import BotSettings, SettingsError, from_env
 from linkpulse.useragent import read_user_agent
 
 CORPUS = Path(__file__).parents[2] / "data" / "user_agents.csv"
@@ -72,3 +85,51 @@ def test_an_extra_rule_classifies_more_and_has_its_own_version() -> None:
     assert read_user_agent(ua, stricter).device == "bot"
     assert stricter.version != BOT_RULES_VERSION
     assert stricter.version == BotRules(extra=[r"Chrome/131\."]).version
+
+
+class _Service(msgspec.Struct):
+    bots: BotSettings = BotSettings()
+
+
+CHECKER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0 Zebrafish/2.0"
+
+
+@pytest.fixture
+def restored_rules() -> Iterator[None]:
+    yield
+    use_rules(DEFAULT_RULES)
+
+
+def test_the_operators_patterns_become_the_active_rules_everywhere(restored_rules: None) -> None:
+    assert not enrich_user_agent(CHECKER).is_bot  # cached with the maintained rules
+    rules = rules_from_settings(BotSettings(patterns="\n  Zebrafish/  \n\n^internal-probe\n"))
+    assert rules.extra == ("Zebrafish/", "^internal-probe")
+    use_rules(rules)
+    assert active_rules() is rules
+    assert enrich_user_agent(CHECKER).is_bot and enrich_user_agent(CHECKER).device == "bot"  # the cache was emptied
+    assert is_bot(CHECKER) and is_bot("internal-probe/1.0") and not is_bot("my internal-probe")
+    assert rules.version.startswith(BOT_RULES_VERSION + "+extra-")
+    use_rules(DEFAULT_RULES)
+    assert not enrich_user_agent(CHECKER).is_bot
+
+
+def test_no_patterns_are_the_maintained_rules() -> None:
+    assert rules_from_settings(BotSettings()) is DEFAULT_RULES
+    assert rules_from_settings(BotSettings(patterns=" \n \n")) is DEFAULT_RULES
+
+
+@pytest.mark.parametrize(
+    ("patterns", "problem"),
+    [
+        ("(unclosed", "not a regular expression"),
+        (".*", "matches every user agent"),
+        ("x?", "matches every user agent"),
+        ("Mozilla/5.0", "the most common browser"),
+        ("a" * 201, "longer than 200"),
+        ("\n".join(f"p{i}" for i in range(51)), "at most 50"),
+    ],
+)
+def test_patterns_that_cannot_work_stop_the_start_naming_the_variable(patterns: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem) as caught:
+        from_env(_Service, {"LINKPULSE_BOTS_PATTERNS": patterns})
+    assert str(caught.value).startswith("LINKPULSE_BOTS: patterns: ")

@@ -1,5 +1,8 @@
 """`linkpulse reclassify`: re-run today's bot rules over the stored clicks and rebuild the affected rollups.
 
+Today's rules are the maintained ones plus the operator's `LINKPULSE_BOTS_PATTERNS`, read from the environment
+as ingest reads them: run it with ingest's environment (in Kubernetes, in an ingest pod).
+
 Online and idempotent (linkpulse.db.reclassify); the database is found as `linkpulse keys` finds it. It needs
 the rights ingest has (0007_bot_rules.sql): run it as the ingest login, or as the owner that migrates.
 """
@@ -16,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 from tqdm import tqdm
 
-from linkpulse.bots import DEFAULT_RULES, BotRules
+from linkpulse.bots import BotRules, rules_from_settings
 from linkpulse.cli.keys import iso_time, stack_database
 from linkpulse.db.errors import UNAVAILABLE
 from linkpulse.db.reclassify import CHUNK_PAGES, Outcome, reclassify
 from linkpulse.logs import redact_url
+from linkpulse.settings import BotSettings, SettingsError, from_env
 
 __all__ = ["add_parser", "run"]
 
@@ -46,8 +51,18 @@ def add_parser(sub: Any) -> None:
     )
 
 
-def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ, rules: BotRules = DEFAULT_RULES) -> int:
-    """Run `reclassify` with `rules`; returns the exit code."""
+class _Settings(msgspec.Struct, frozen=True, kw_only=True):
+    bots: BotSettings = BotSettings()
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ, rules: BotRules | None = None) -> int:
+    """Run `reclassify` with `rules`, by default those `LINKPULSE_BOTS_PATTERNS` gives ingest; returns the exit code."""
+    if rules is None:
+        try:
+            rules = rules_from_settings(from_env(_Settings, environ).bots)
+        except SettingsError as exc:
+            print(f"linkpulse reclassify: {exc}", file=sys.stderr)
+            return 2
     dsn = args.database_url or environ.get("LINKPULSE_DATABASE_URL") or stack_database(args.dir)
     if not dsn:
         print(

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 
+from linkpulse.bots import rules_from_settings, use_rules
 from linkpulse.ingest.health import create_app, health_server
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.worker import IngestWorker
@@ -49,6 +50,7 @@ def main() -> None:
     except ValueError as exc:  # SettingsError too
         exit_at_start("ingest", exc)
     configure_logging(settings.ingest.log_level)
+    use_rules(rules_from_settings(settings.bots))
     try:
         import uvloop
     except ImportError:  # Windows: the standard loop is fine, just slower

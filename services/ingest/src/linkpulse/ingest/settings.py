@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from linkpulse.settings import ClicksSettings, DatabaseSettings, NatsSettings, from_env
+from linkpulse.settings import BotSettings, ClicksSettings, DatabaseSettings, NatsSettings, from_env
 
 __all__ = ["GeoipSettings", "IngestSettings", "IngestTuning"]
 
@@ -85,6 +85,8 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Batching, backoff, metrics and logging (`LINKPULSE_INGEST_*`)."""
     geoip: GeoipSettings = msgspec.field(default_factory=GeoipSettings)
     """GeoIP databases (`LINKPULSE_GEOIP_*`); none by default."""
+    bots: BotSettings = msgspec.field(default_factory=BotSettings)
+    """The operator's own bot patterns (`LINKPULSE_BOTS_*`), added to the maintained rules."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:

@@ -7,7 +7,7 @@ from typing import NamedTuple, get_type_hints
 
 import asyncpg
 
-from linkpulse.bots import BOT_RULES_VERSION
+from linkpulse.bots import active_rules
 from linkpulse.db.errors import is_data_error
 from linkpulse.db.metrics import OperationTimer
 from linkpulse.ingest.batch import ClickRow, DeadLetter
@@ -155,7 +155,7 @@ async def store_batch(
 async def prepare_connection(conn: asyncpg.Connection) -> None:
     """Create this session's staging table and record the bot rules (idempotent): run it on every connection."""
     await conn.execute(STAGE)
-    await conn.execute(_REGISTER_RULES, BOT_RULES_VERSION)
+    await conn.execute(_REGISTER_RULES, active_rules().version)
 
 
 async def write_batch(

@@ -8,6 +8,7 @@ from functools import partial
 from litestar import Litestar
 from litestar.datastructures import State
 
+from linkpulse.bots import rules_from_settings, use_rules
 from linkpulse.redirect.asgi_door import install as install_asgi_door
 from linkpulse.redirect.litestar_door import redirect
 from linkpulse.redirect.readiness import ready
@@ -24,6 +25,8 @@ def create_app(settings: RedirectSettings | None = None, tracing: Tracing | None
     """Build the app; settings and tracing come from the environment unless given (tests pass their own)."""
     settings = settings or RedirectSettings.from_env(os.environ)
     tracing = tracing if tracing is not None else Tracing.from_env("linkpulse-redirect")
+    # Click limits count humans as ingest will: the same rules, operator patterns included.
+    use_rules(rules_from_settings(settings.bots))
     tracer = tracing.tracer("linkpulse.redirect")
     # None while tracing is off: the request path then skips every span call.
     click_tracing = ClickTracing(tracer, settings.clicks.shards) if tracer is not None else None

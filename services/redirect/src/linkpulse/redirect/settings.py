@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import msgspec
 
 from linkpulse.settings import (
+    BotSettings,
     ClicksSettings,
     DatabaseSettings,
     HttpSettings,
@@ -76,6 +77,7 @@ class RedirectSettings(msgspec.Struct, frozen=True, kw_only=True):
     cache: CacheSettings = CacheSettings()
     publisher: PublisherSettings = PublisherSettings()
     proxy: RedirectProxySettings = RedirectProxySettings()
+    bots: BotSettings = BotSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RedirectSettings:
