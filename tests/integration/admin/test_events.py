@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,9 @@ from tests.integration.ingest.conftest import CHROME, click
 from tests.polling import eventually
 
 from linkpulse.admin.settings import AdminSettings
-from linkpulse.admin.stats.events import EventsService, events_query
+from linkpulse.admin.stats.events import EventsService, decode_cursor, encode_cursor, events_query, page_sql
 from linkpulse.admin.stats.events_schemas import CLICK_FIELDS
+from linkpulse.admin.stats.filters import parse_filters
 from linkpulse.apikeys import generate_key, hash_key, key_prefix
 from linkpulse.dimensions import DIMENSIONS
 from linkpulse.ingest.batch import click_row
@@ -498,3 +500,33 @@ async def test_export_slots_bound_concurrent_event_exports(
             release()
     assert (await client.get(EVENTS_CSV.format(code="many"))).status_code == 200
     assert limits.export.held == 0
+
+
+def _scanned(plan: dict[str, Any]) -> int:
+    """Rows the scans of click_events in an EXPLAIN ANALYZE plan read (returned plus removed by a filter)."""
+    own = 0
+    if plan.get("Relation Name", "").startswith("click_events"):
+        own = plan["Actual Rows"] * plan["Actual Loops"] + plan.get("Rows Removed by Filter", 0)
+    return own + sum(_scanned(p) for p in plan.get("Plans", ()))
+
+
+async def test_a_deep_page_reads_about_limit_rows(db: asyncpg.Connection, make_link: Any) -> None:
+    await make_link("deep")
+    start = datetime.now(UTC) - timedelta(days=1)
+    # 20,000 clicks, ten to a millisecond (ties at every page boundary), and as many of another link between.
+    await store(db, "deep", [{"ts": ms(start) + n // 10} for n in range(20_000)])
+    await make_link("beside")
+    await store(db, "beside", [{"ts": ms(start) + n // 10} for n in range(20_000)])
+    await db.execute("ANALYZE click_events")
+    deep = await db.fetchrow(
+        "SELECT id, ts FROM click_events WHERE code = 'deep' ORDER BY ts DESC, id DESC OFFSET 15005 LIMIT 1"
+    )
+    position = decode_cursor(encode_cursor(deep["ts"], deep["id"]))
+    for filters in ((), parse_filters({"device": "desktop"})):
+        query = events_query(None, None, filters, first_arg=3, after=position)
+        sql = page_sql(query)
+        explained = await db.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, "deep", 51, *query.args)
+        plan = json.loads(explained)[0]["Plan"]
+        # A page of 50 (+1) below position 15,005: the scan starts at the cursor along the (link_id, ts) index,
+        # reading at most the page and the ties of its first millisecond, never the 15,000 clicks above it.
+        assert _scanned(plan) <= 51 + 10, json.dumps(plan, indent=1)

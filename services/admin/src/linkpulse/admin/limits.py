@@ -96,8 +96,7 @@ class BoundedStream(Stream):
 
     uvicorn's `send` waits for the socket to drain, for ever if the client never reads; each send here
     waits `send_timeout` seconds at most, then the response is cut (the connection is closed once what
-    is buffered drains or the client goes). When the response ends, however it ends, the iterator is closed
-    and the slot released.
+    is buffered drains or the client goes). The slot is released when the response ends, however it ends.
     """
 
     def __init__(self, *args: Any, release: Callable[[], None], send_timeout: float, **kwargs: Any) -> None:
@@ -108,16 +107,14 @@ class BoundedStream(Stream):
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
         """The streaming response, wrapped with the send timeout and the release."""
-        inner = super().to_asgi_response(*args, **kwargs)
-        return _Bounded(inner, self._release, self._send_timeout, self.iterator)  # type: ignore[return-value]
+        return _Bounded(super().to_asgi_response(*args, **kwargs), self._release, self._send_timeout)  # type: ignore[return-value]
 
 
 class _Bounded:
-    def __init__(self, inner: ASGIResponse, release: Callable[[], None], send_timeout: float, iterator: object) -> None:
+    def __init__(self, inner: ASGIResponse, release: Callable[[], None], send_timeout: float) -> None:
         self._inner = inner
         self._release = release
         self._send_timeout = send_timeout
-        self._iterator = iterator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stalled = False
@@ -139,11 +136,4 @@ class _Bounded:
             # Returning with the response unfinished makes the server close the connection.
             log.warning("response.client_stalled", path=scope.get("path"), send_timeout=self._send_timeout)
         finally:
-            try:
-                # Litestar leaves an unfinished iterator (a stalled or gone client) to the garbage collector;
-                # closing it now gives back at once what it holds (an export's connection and transaction).
-                aclose = getattr(self._iterator, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            finally:
-                self._release()
+            self._release()

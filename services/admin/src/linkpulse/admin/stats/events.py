@@ -32,6 +32,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "events_query",
+    "page_sql",
     "parse_page_limit",
 ]
 
@@ -154,10 +155,17 @@ def events_query(
         conditions.append(f" AND ts < {arg(hi)}")
     if after is not None:
         ts, click_id = arg(after.ts), arg(after.id)
-        # `ts <=` bounds the index scan (the index has no id); the row comparison then cuts exactly.
+        # A row comparison, not `ts < $a OR (ts = $a AND id < $b)`: Postgres bounds the backward scan of the
+        # (link_id, ts) index with it (`ts <=`, also written out) and starts at the cursor, where the OR form
+        # reads every newer click first. test_a_deep_page_reads_about_limit_rows holds this.
         conditions.append(f" AND ts <= {ts} AND (ts, id) < ({ts}, {click_id})")
     where, values = clicks_where(filters, first_arg + len(args))
     return ClickQuery("".join(conditions) + where, args + values)
+
+
+def page_sql(query: ClickQuery) -> str:
+    """The statement of a page: `$1` the code, `$2` the rows to return, then `query`'s arguments from `$3`."""
+    return _PAGE.format(columns=_COLUMNS, conditions=query.conditions)
 
 
 class EventsService:
@@ -182,7 +190,7 @@ class EventsService:
         """
         if not could_be_code(code):
             return None
-        sql = _PAGE.format(columns=_COLUMNS, conditions=query.conditions)
+        sql = page_sql(query)
         async with self._pool.acquire() as conn:
             # One more than asked: whether it exists says whether there is a next page.
             rows = await conn.fetch(sql, code, limit + 1, *query.args)
