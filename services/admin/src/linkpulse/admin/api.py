@@ -15,7 +15,7 @@ from litestar.typing import FieldDefinition
 
 from linkpulse.web.plugin import error_response
 
-__all__ = ["ErrorBody", "StrictBody", "error_responses", "field_error", "validation_error_handler"]
+__all__ = ["ErrorBody", "StrictBody", "csv_response", "error_responses", "field_error", "validation_error_handler"]
 
 T = TypeVar("T")
 
@@ -46,6 +46,11 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     return {
         c: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[c], generate_examples=False) for c in codes
     }
+
+
+def csv_response(description: str) -> ResponseSpec:
+    """The OpenAPI entry of a CSV download (a text/csv string); `description` names its columns."""
+    return ResponseSpec(data_container=str, description=description, media_type="text/csv", generate_examples=False)
 
 
 def field_error(exc: msgspec.ValidationError) -> dict[str, str]:

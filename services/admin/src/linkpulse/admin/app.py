@@ -28,6 +28,8 @@ from linkpulse.admin.resources import (
 )
 from linkpulse.admin.settings import AdminSettings
 from linkpulse.admin.stats.controller import StatsController
+from linkpulse.admin.stats.events_controller import EventsController
+from linkpulse.admin.stats.export_controller import StatsExportController
 from linkpulse.telemetry import Tracing
 from linkpulse.web import ServicePlugin
 
@@ -40,7 +42,14 @@ def create_app(settings: AdminSettings | None = None, tracing: Tracing | None = 
     tracing = tracing if tracing is not None else Tracing.from_env("linkpulse-admin")
     limits = RequestLimits.from_options(settings.admin)
     return Litestar(
-        route_handlers=[LinkController, LinkBulkController, StatsController, KeyController],
+        route_handlers=[
+            LinkController,
+            LinkBulkController,
+            StatsController,
+            StatsExportController,
+            EventsController,
+            KeyController,
+        ],
         # Entered in order and left in reverse: NATS drains before the pool closes.
         lifespan=[
             partial(database, settings),

@@ -1,0 +1,145 @@
+"""HTTP handlers of the stats as CSV (scope `stats:read`): the same queries as the JSON answers, flattened.
+
+The JSON export is the JSON answers themselves (`/stats`, `/stats/overview`); these render the very answer
+they compute with the pure functions of `export`, so the CSV and the JSON of one query always agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
+
+from linkpulse.admin.api import csv_response, error_responses
+from linkpulse.admin.auth import STATS_READ, authenticated, requires
+from linkpulse.admin.stats.controller import From, IntervalParam, Limit, To, provide_stats_service
+from linkpulse.admin.stats.events_controller import Code
+from linkpulse.admin.stats.export import (
+    OVERVIEW_COLUMNS,
+    SERIES_COLUMNS,
+    TOP_COLUMNS,
+    attachment,
+    overview_csv,
+    series_csv,
+    top_csv,
+)
+from linkpulse.admin.stats.schemas import LinkStats
+from linkpulse.admin.stats.service import StatsService
+from linkpulse.admin.stats.window import overview_window, parse_limit, series_window
+from linkpulse.validation import InvalidInput
+
+__all__ = ["StatsExportController"]
+
+
+def _invalid(exc: InvalidInput) -> ValidationException:
+    return ValidationException(detail=str(exc), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
+
+
+def _csv(text: str, filename: str) -> Response[str]:
+    # Litestar adds the charset (utf-8) to a text/* response; a Stream keeps its media type as given.
+    return Response(text, media_type="text/csv", headers=attachment(filename))
+
+
+async def _link_stats(
+    stats: StatsService, code: str, start: str | None, end: str | None, interval: str | None
+) -> LinkStats:
+    """The answer of `GET /links/{code}/stats` with the same parameters (its handler's steps, one for one)."""
+    try:
+        window = series_window(start, end, interval, datetime.now(UTC))
+    except InvalidInput as exc:
+        raise _invalid(exc) from None
+    result = await stats.link_stats(code, window)
+    if result is None:
+        raise NotFoundException(detail=f"no link with code {code!r}")
+    return result
+
+
+class StatsExportController(Controller):
+    """A link's series and top lists, and the overview's top links, as CSV downloads."""
+
+    path = "/api/v1"
+    tags = ["stats"]
+    guards = [authenticated, requires(STATS_READ)]
+    security = [{"apiKey": []}]
+    dependencies = {"stats": Provide(provide_stats_service, sync_to_thread=False)}
+
+    @get(
+        "/links/{code:str}/stats/series.csv",
+        operation_id="exportLinkSeriesCsv",
+        summary="The series of a link's stats as CSV",
+        description=(
+            "`series` of `GET /api/v1/links/{code}/stats` with the same parameters: every bucket of the window,"
+            " oldest first, zero-filled; `ts` is the bucket's start."
+        ),
+        media_type="text/csv",
+        responses={
+            HTTP_200_OK: csv_response("CSV with a header row: " + ", ".join(SERIES_COLUMNS) + "; a row per bucket."),
+            **error_responses(401, 403, 404, 422),
+        },
+    )
+    async def series(
+        self,
+        code: Code,
+        stats: NamedDependency[StatsService],
+        start: From = None,
+        end: To = None,
+        interval: IntervalParam = None,
+    ) -> Response[str]:
+        """The series of the link's stats answer, rendered by `series_csv`."""
+        result = await _link_stats(stats, code, start, end, interval)
+        return _csv(series_csv(result), f"{code}-series.csv")
+
+    @get(
+        "/links/{code:str}/stats/top.csv",
+        operation_id="exportLinkTopCsv",
+        summary="The top lists of a link's stats as CSV",
+        description=(
+            "`top` of `GET /api/v1/links/{code}/stats` with the same parameters, a row per value: `dimension` is"
+            " the name its filter parameter takes (`country`, `referrer`, ...), `rank` counts from 1, `value` is"
+            " empty for unknown."
+        ),
+        media_type="text/csv",
+        responses={
+            HTTP_200_OK: csv_response("CSV with a header row: " + ", ".join(TOP_COLUMNS) + "; by dimension, rank."),
+            **error_responses(401, 403, 404, 422),
+        },
+    )
+    async def top(
+        self,
+        code: Code,
+        stats: NamedDependency[StatsService],
+        start: From = None,
+        end: To = None,
+        interval: IntervalParam = None,
+    ) -> Response[str]:
+        """The top lists of the link's stats answer, rendered by `top_csv`."""
+        result = await _link_stats(stats, code, start, end, interval)
+        return _csv(top_csv(result), f"{code}-top.csv")
+
+    @get(
+        "/stats/overview.csv",
+        operation_id="exportStatsOverviewCsv",
+        summary="The top links of the overview as CSV",
+        description=(
+            "`top_links` of `GET /api/v1/stats/overview` with the same parameters: links by human clicks, then bot"
+            " clicks, then code."
+        ),
+        media_type="text/csv",
+        responses={
+            HTTP_200_OK: csv_response("CSV with a header row: " + ", ".join(OVERVIEW_COLUMNS) + "; by clicks."),
+            **error_responses(401, 403, 422),
+        },
+    )
+    async def overview(
+        self, stats: NamedDependency[StatsService], start: From = None, end: To = None, limit: Limit = None
+    ) -> Response[str]:
+        """The top links of the overview answer, rendered by `overview_csv`."""
+        try:
+            lo, hi = overview_window(start, end, datetime.now(UTC))
+            top = parse_limit(limit)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        return _csv(overview_csv(await stats.overview(lo, hi, top)), "overview.csv")
