@@ -42,7 +42,8 @@ WHOLE = store._STORE_EVENTS
 VARIANTS = {
     "whole statement": WHOLE,
     "insert-or-skip alone": WHOLE[: WHOLE.index("), totals AS")] + ")\nSELECT count(*) FROM new",
-    "insert + totals + series": WHOLE[: WHOLE.index(", dimensions AS")] + "\nSELECT count(*) FROM new",
+    "insert + totals + series": WHOLE[: WHOLE.index(", dimensions_day AS")] + "\nSELECT count(*) FROM new",
+    "whole but the hour dimensions": WHOLE[: WHOLE.index(", dimensions_hour AS")] + "\nSELECT count(*) FROM new",
 }
 
 
