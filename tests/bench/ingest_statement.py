@@ -9,7 +9,8 @@ of the bench's clicks (round robin over `--links` links, as `linkpulse bench ing
 connection, each batch by one variant in turn: the whole store statement, the insert alone, the insert
 with the totals and time series but no dimension rollup, and the whole statement but the hour dimension
 rollup. Every batch's COPY into the stage is timed, and the batch's rows are then COPYed raw into a scratch
-copy of click_events (the bench's ceiling). The first two batches warm up and are not counted. Figures of 2026-12-07 and 2026-12-08 in docs/performance.md.
+copy of click_events (the bench's ceiling). The first two batches warm up and are not counted. Figures of
+2026-12-07 and 2026-12-08 in docs/performance.md.
 
 With `--geoip` (a City database, e.g. from tests/bench/geoip_db.py) a fifth variant stores the whole statement
 with the rows placed by that database, and the time ingest's Python takes to build the rows (click_row) is
