@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -110,3 +111,32 @@ async def test_the_ingest_role_may_report_and_the_admin_role_read(db: asyncpg.Co
         assert await db.fetchval("SELECT sum(pending) FROM ingest_progress") == 10
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await db.execute(progress._REPORT, [0], [0], [0.0])
+
+
+async def test_a_report_stalled_by_postgres_does_not_hold_the_stop_up() -> None:
+    # A server that accepts connections and never answers: a Postgres frozen mid-outage.
+    reached = asyncio.Event()
+    accepted: list[asyncio.StreamWriter] = []
+
+    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        reached.set()
+
+    silent = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    pool = await asyncpg.create_pool(f"postgresql://ingest@127.0.0.1:{port}/linkpulse", min_size=0, max_size=1)
+    try:
+        reporter = progress.ProgressReporter(pool, timeout=60, every=0.01)
+        reporter.observe(0, 5, time.time())
+        stop = asyncio.Event()
+        running = asyncio.create_task(reporter.run(stop))
+        await eventually(reached.is_set, "a report waiting on the silent server")
+        # Stopping abandons the report in flight instead of waiting out its 60 s connection timeout.
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    finally:
+        pool.terminate()
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()

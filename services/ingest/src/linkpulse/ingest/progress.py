@@ -9,6 +9,7 @@ never stops consuming: the next observations are reported at the next turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -79,9 +80,17 @@ class ProgressReporter:
         self._seen[shard] = Observation(pending, published)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Report what was noted, then every `every` seconds, until stop."""
+        """Report what was noted every `every` seconds until stop; a report in flight at stop is abandoned."""
         while not await wait_or_stop(stop, self._every):
-            await self.report()
+            report = asyncio.ensure_future(self.report())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({report, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not report.done():
+                # A stalled Postgres would hold the worker's stop for the connection timeout (10 s) otherwise.
+                report.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await report
 
     async def report(self) -> bool:
         """Write the shards noted since the last report; False (logged) when Postgres would not take it."""
