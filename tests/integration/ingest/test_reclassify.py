@@ -17,6 +17,7 @@ from tests.integration.ingest.test_rollups import GOOGLEBOT, IPHONE, ms
 from linkpulse.bots import BOT_RULES_VERSION, BotRules, is_bot
 from linkpulse.cli.main import main
 from linkpulse.db.reclassify import reclassify
+from linkpulse.dimensions import lateral_values, located_only_sql
 from linkpulse.ingest.batch import ClickRow, click_row
 from linkpulse.ingest.store import prepare_connection, write_batch
 
@@ -36,10 +37,12 @@ _RECOUNT: dict[str, str] = {
         "count(*) FILTER (WHERE is_bot) FROM click_events GROUP BY 1, 2"
         for step in ("minute", "hour", "day")
     },
-    "link_dimension_day": "SELECT link_id, (ts AT TIME ZONE 'UTC')::date, d.dimension, d.value, "
-    "count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot) FROM click_events "
-    "CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser), "
-    "('os', os), ('device', device)) AS d(dimension, value) GROUP BY 1, 2, 3, 4",
+    **{
+        f"link_dimension_{step}": f"SELECT link_id, {bucket}, d.dimension, d.value, "
+        f"count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot) FROM click_events "
+        f"{lateral_values('d')} WHERE {located_only_sql('d')} GROUP BY 1, 2, 3, 4"
+        for step, bucket in (("day", "(ts AT TIME ZONE 'UTC')::date"), ("hour", "date_trunc('hour', ts, 'UTC')"))
+    },
     "link_visitors_day": "SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date, is_bot, visitor FROM click_events "
     "WHERE visitor IS NOT NULL",
     "link_visitor_counts_day": "SELECT link_id, (ts AT TIME ZONE 'UTC')::date, "
@@ -52,7 +55,11 @@ _STORED: dict[str, str] = {
         f"link_clicks_{step}": f"SELECT link_id, bucket, clicks, bot_clicks FROM link_clicks_{step}"
         for step in ("minute", "hour", "day")
     },
-    "link_dimension_day": "SELECT link_id, bucket, dimension, value, clicks, bot_clicks FROM link_dimension_day",
+    **{
+        f"link_dimension_{step}": "SELECT link_id, bucket, dimension, value, clicks, bot_clicks "
+        f"FROM link_dimension_{step}"
+        for step in ("day", "hour")
+    },
     "link_visitors_day": "SELECT link_id, day, is_bot, visitor FROM link_visitors_day",
     "link_visitor_counts_day": "SELECT link_id, day, visitors, bot_visitors FROM link_visitor_counts_day",
 }
@@ -65,9 +72,9 @@ async def rollups(db: asyncpg.Connection) -> Rollups:
     return {table: {tuple(r) for r in await db.fetch(sql) if r[-1] or r[-2]} for table, sql in _STORED.items()}
 
 
-def device(state: Rollups, value: str) -> dict[tuple[int, date], tuple[int, int]]:
-    """(link, day) → (humans, bots) of one device class."""
-    return {(r[0], r[1]): (r[4], r[5]) for r in state["link_dimension_day"] if r[2] == "device" and r[3] == value}
+def dimension(state: Rollups, name: str, value: str, step: str = "day") -> dict[tuple[int, Any], tuple[int, int]]:
+    """(link, day or hour) → (humans, bots) of one value of one dimension, from link_dimension_<step>."""
+    return {(r[0], r[1]): (r[4], r[5]) for r in state[f"link_dimension_{step}"] if r[2] == name and r[3] == value}
 
 
 async def recount(db: asyncpg.Connection) -> Rollups:
@@ -85,6 +92,10 @@ def visitor_key(address: int, ua: str, code: str, ts: int) -> str:
     return hashlib.blake2b(f"{address}\0{ua}\0{code}\0{ts // 86_400_000}".encode(), digest_size=16).hexdigest()
 
 
+# Browsers send a language tag in any case; the lang dimension counts them as one value (lower-cased).
+LANGS = ["de-DE", "en-US", "de-de", ""]
+
+
 def seed(links: dict[str, int]) -> list[ClickRow]:
     """Clicks over two days and many minutes, humans, bots and Zebrafish, one in 2001 (the default partition).
 
@@ -97,7 +108,7 @@ def seed(links: dict[str, int]) -> list[ClickRow]:
         ts = ms(2026, 11, 30, 22, 0, 0) + n * 37_000  # across midnight, many minutes and hours
         ua = agents[n % len(agents)]
         rows.append(click_row(click(code, links[code], ts, ua=ua, country="DE" if n % 2 else "",
-                                    referrer="https://news.example/x" if n % 5 else "",
+                                    referrer="https://news.example/x" if n % 5 else "", lang=LANGS[n % 4],
                                     visitor=visitor_key(n % 7, ua, code, ts))))  # fmt: skip
     rows.append(click_row(click("a", links["a"], ms(2001, 5, 1, 12, 0, 0), ua=ZEBRA)))
     return rows
@@ -151,8 +162,38 @@ async def test_a_changed_rule_moves_exactly_its_clicks_in_every_rollup(
         key = (z["link_id"], z["ts"].astimezone(UTC).date())
         per_day[key] = per_day.get(key, 0) + 1
     for key, moved in per_day.items():
-        assert device(before, "desktop")[key][0] - device(after, "desktop").get(key, (0, 0))[0] == moved
-        assert device(after, "bot")[key][1] - device(before, "bot").get(key, (0, 0))[1] == moved
+        desktop_before, desktop_after = dimension(before, "device", "desktop"), dimension(after, "device", "desktop")
+        bot_before, bot_after = dimension(before, "device", "bot"), dimension(after, "device", "bot")
+        assert desktop_before[key][0] - desktop_after.get(key, (0, 0))[0] == moved
+        assert bot_after[key][1] - bot_before.get(key, (0, 0))[1] == moved
+    # Per UTC hour too, and in every dimension the clicks keep their value in: each language's (link, hour)
+    # rows move exactly that hour's Zebrafish clicks of the language from humans to bots, and keep their sum.
+    zebra_langs = await db.fetch(
+        "SELECT link_id, date_trunc('hour', ts, 'UTC') AS hour, lower(lang) AS lang, count(*) AS n "
+        "FROM click_events WHERE ua = $1 GROUP BY 1, 2, 3",
+        ZEBRA,
+    )
+    assert {r["lang"] for r in zebra_langs} == {"de-de", "en-us", ""}
+    per_hour: dict[tuple[int, datetime], int] = {}
+    for r in zebra_langs:
+        key = (r["link_id"], r["hour"])
+        per_hour[key] = per_hour.get(key, 0) + r["n"]
+        lang_before, lang_after = (
+            dimension(before, "lang", r["lang"], "hour"),
+            dimension(after, "lang", r["lang"], "hour"),
+        )
+        assert lang_before[key][0] - lang_after[key][0] == r["n"]
+        assert lang_after[key][1] - lang_before[key][1] == r["n"]
+        assert sum(lang_after[key]) == sum(lang_before[key])
+    for key, moved in per_hour.items():
+        desktop_before = dimension(before, "device", "desktop", "hour")
+        desktop_after = dimension(after, "device", "desktop", "hour")
+        bot_before, bot_after = dimension(before, "device", "bot", "hour"), dimension(after, "device", "bot", "hour")
+        assert desktop_before[key][0] - desktop_after.get(key, (0, 0))[0] == moved
+        assert bot_after[key][1] - bot_before.get(key, (0, 0))[1] == moved
+    # A value no Zebrafish click has keeps its hour rows as they were.
+    phones = dimension(before, "device", "mobile", "hour")
+    assert phones and phones == dimension(after, "device", "mobile", "hour")
     stored_rules = await db.fetchrow("SELECT * FROM bot_rules WHERE version = $1", CHANGED.version)
     assert stored_rules["reclassified_since"] == datetime(2001, 5, 1, 12, tzinfo=UTC)
     assert stored_rules["reclassified_clicks"] == 81

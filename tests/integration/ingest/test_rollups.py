@@ -21,6 +21,16 @@ IPHONE = (
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
+ROLLUP_TABLES = (
+    "link_clicks_day",
+    "link_clicks_hour",
+    "link_clicks_minute",
+    "link_dimension_day",
+    "link_dimension_hour",
+    "link_totals",
+)
+
+
 def ms(*args: int) -> int:
     """Epoch milliseconds of a UTC time."""
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
@@ -41,13 +51,27 @@ async def test_rollups_match_the_known_mix(
     other = await make_link("other")
     # Two days, three hours, four minutes; one bot; a click for another link that must stay apart.
     mix = [
-        click("mix", link, ms(2025, 3, 10, 10, 15, 5), ua=CHROME, country="de", referrer="https://www.google.com/s"),
-        click("mix", link, ms(2025, 3, 10, 10, 15, 40), ua=IPHONE, country="US"),
+        click(
+            "mix",
+            link,
+            ms(2025, 3, 10, 10, 15, 5),
+            ua=CHROME,
+            country="de",
+            referrer="https://www.google.com/s",
+            lang="de-DE",
+        ),
+        click("mix", link, ms(2025, 3, 10, 10, 15, 40), ua=IPHONE, country="US", lang="en-US"),
         click("mix", link, ms(2025, 3, 10, 10, 16, 0), ua=GOOGLEBOT, country="US"),
         click(
-            "mix", link, ms(2025, 3, 10, 11, 0, 0), ua=CHROME, country="DE", referrer="https://news.ycombinator.com/"
+            "mix",
+            link,
+            ms(2025, 3, 10, 11, 0, 0),
+            ua=CHROME,
+            country="DE",
+            referrer="https://news.ycombinator.com/",
+            lang="DE-de",
         ),
-        click("mix", link, ms(2025, 3, 11, 0, 0, 1), ua=IPHONE, referrer="https://t.co/x"),
+        click("mix", link, ms(2025, 3, 11, 0, 0, 1), ua=IPHONE, referrer="https://t.co/x", lang="en-us"),
     ]
     # Published in several envelopes and stored in batches of two, so upserts add up across batches.
     for i in range(0, len(mix), 2):
@@ -101,11 +125,40 @@ async def test_rollups_match_the_known_mix(
             (d1, "device", "desktop", 2, 0),
             (d1, "device", "mobile", 1, 0),
             (d1, "device", "bot", 0, 1),
+            (d1, "lang", "de-de", 2, 0),
+            (d1, "lang", "en-us", 1, 0),
+            (d1, "lang", "", 0, 1),
             (d2, "country", "", 1, 0),
             (d2, "referrer", "t.co", 1, 0),
             (d2, "browser", "Mobile Safari", 1, 0),
             (d2, "os", "iOS", 1, 0),
             (d2, "device", "mobile", 1, 0),
+            (d2, "lang", "en-us", 1, 0),
+        ]
+    )
+    # Per UTC hour, the same dimensions: the hours of each day add up to its day rows.
+    hours = await db.fetch(
+        "SELECT bucket, dimension, value, clicks, bot_clicks FROM link_dimension_hour WHERE link_id = $1", link
+    )
+    by_day: dict[tuple[date, str, str], tuple[int, int]] = {}
+    for r in hours:
+        key = (r["bucket"].astimezone(UTC).date(), r["dimension"], r["value"])
+        humans, bots = by_day.get(key, (0, 0))
+        by_day[key] = (humans + r["clicks"], bots + r["bot_clicks"])
+    assert by_day == {(r["bucket"], r["dimension"], r["value"]): (r["clicks"], r["bot_clicks"]) for r in dims}
+    h10, h11, h0 = utc(2025, 3, 10, 10), utc(2025, 3, 10, 11), utc(2025, 3, 11, 0)
+    assert sorted(tuple(r) for r in hours if r["dimension"] in ("device", "lang")) == sorted(
+        [
+            (h10, "device", "desktop", 1, 0),
+            (h10, "device", "mobile", 1, 0),
+            (h10, "device", "bot", 0, 1),
+            (h11, "device", "desktop", 1, 0),
+            (h0, "device", "mobile", 1, 0),
+            (h10, "lang", "de-de", 1, 0),
+            (h10, "lang", "en-us", 1, 0),
+            (h10, "lang", "", 0, 1),
+            (h11, "lang", "de-de", 1, 0),
+            (h0, "lang", "en-us", 1, 0),
         ]
     )
     # The event rows keep the enrichment too, and their time is the event's, not the insert's.
@@ -142,15 +195,16 @@ async def test_buckets_are_utc_whatever_the_sessions_time_zone(
         "SELECT bucket, value FROM link_dimension_day WHERE link_id = $1 AND dimension = 'country'", link
     )
     assert [tuple(r) for r in dims] == [(date(2025, 3, 10), "IN")]
+    hours = await ingest_db.fetch(
+        "SELECT bucket, value FROM link_dimension_hour WHERE link_id = $1 AND dimension = 'country'", link
+    )
+    assert [tuple(r) for r in hours] == [(utc(2025, 3, 10, 23), "IN")]
 
 
 async def test_rollup_tables_leave_room_for_in_place_updates(db: asyncpg.Connection) -> None:
     """Every batch updates its links' rollup rows: half-full pages keep those updates HOT (no new index entries)."""
     options = await db.fetch(
         "SELECT relname, reloptions FROM pg_class WHERE relname = ANY($1::text[]) ORDER BY relname",
-        ["link_totals", "link_clicks_minute", "link_clicks_hour", "link_clicks_day", "link_dimension_day"],
+        [*ROLLUP_TABLES],
     )
-    assert {r["relname"]: r["reloptions"] for r in options} == {
-        name: ["fillfactor=50"]
-        for name in ("link_clicks_day", "link_clicks_hour", "link_clicks_minute", "link_dimension_day", "link_totals")
-    }
+    assert {r["relname"]: r["reloptions"] for r in options} == {name: ["fillfactor=50"] for name in ROLLUP_TABLES}

@@ -6,9 +6,10 @@
    the table once). One statement per range, in its own short transaction, updates the clicks of a changed
    class (`WHERE is_bot = old AND device = old`: only rows still in the old class move, so a second run, or
    two runs at once, move nothing twice) and adds the exact deltas (-1 in the old class, +1 in the new) to
-   link_totals, the minute, hour and day series and link_dimension_day. The visitor keys of the moved clicks
-   move too: into the new class of their day's distinct visitors, and out of the old one unless a click of
-   theirs that day stays there; link_visitor_counts_day moves by the keys that actually joined or left. A
+   link_totals, the minute, hour and day series and the dimension rollups per day and per hour
+   (link_dimension_day, link_dimension_hour: every dimension of linkpulse.dimensions). The visitor keys of the
+   moved clicks move too: into the new class of their day's distinct visitors, and out of the old one unless a
+   click of theirs that day stays there; link_visitor_counts_day moves by the keys that actually joined or left. A
    visitor key hashes the user agent, so all of a visitor's clicks move with it; only clicks before `since`
    on the same day stay behind (the NOT EXISTS looks for those alone).
 
@@ -28,6 +29,7 @@ from datetime import datetime
 import asyncpg
 
 from linkpulse.bots import BotRules
+from linkpulse.dimensions import lateral_values, located_only_sql
 from linkpulse.useragent import Enrichment, read_user_agent
 
 __all__ = ["CHUNK_PAGES", "Outcome", "Partition", "Progress", "reclassify"]
@@ -71,7 +73,8 @@ WITH moved AS (
       AND c.ctid >= format('(%s,0)', $2::bigint)::tid AND c.ctid < format('(%s,0)', $3::bigint)::tid
       AND c.ts >= $4 AND c.ts >= coalesce($5::timestamptz, '-infinity') AND c.ts < coalesce($6::timestamptz, 'infinity')
       AND c.ua = r.ua AND c.is_bot = r.is_bot AND c.device = r.device
-    RETURNING c.link_id, c.ts, c.country, c.region, c.city, c.asn, c.referrer_host, c.browser, c.os, c.visitor,
+    RETURNING c.link_id, c.ts, c.country, c.region, c.city, c.asn, c.referrer_host, c.browser, c.os, c.lang,
+              c.visitor,
               r.is_bot AS old_bot, r.device AS old_device, r.new_is_bot AS new_bot, r.new_device
 ), moved_visitors AS (
     SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date AS day, old_bot, new_bot, visitor
@@ -97,8 +100,8 @@ WITH moved AS (
         visitors = t.visitors + excluded.visitors,
         bot_visitors = t.bot_visitors + excluded.bot_visitors
 ), delta AS (
-    SELECT m.link_id, m.ts, m.country, m.region, m.city, m.asn, m.referrer_host, m.browser, m.os, s.sign, s.bot,
-           s.device
+    SELECT m.link_id, m.ts, m.country, m.region, m.city, m.asn, m.referrer_host, m.browser, m.os, m.lang, s.sign,
+           s.bot, s.device
     FROM moved m CROSS JOIN LATERAL (VALUES (1, m.new_bot, m.new_device), (-1, m.old_bot, m.old_device))
         AS s(sign, bot, device)
 ), totals AS (
@@ -108,19 +111,7 @@ WITH moved AS (
     ON CONFLICT (link_id) DO UPDATE SET
         clicks = t.clicks + excluded.clicks,
         bot_clicks = t.bot_clicks + excluded.bot_clicks
-), {series}, dimensions AS (
-    INSERT INTO link_dimension_day AS t (link_id, bucket, dimension, value, clicks, bot_clicks)
-    SELECT link_id, (ts AT TIME ZONE 'UTC')::date, d.dimension, d.value,
-           coalesce(sum(sign) FILTER (WHERE NOT bot), 0), coalesce(sum(sign) FILTER (WHERE bot), 0)
-    FROM delta CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser),
-                                          ('os', os), ('device', device), ('region', region), ('city', city),
-                                          ('asn', asn)) AS d(dimension, value)
-    WHERE d.value <> '' OR d.dimension NOT IN ('region', 'city', 'asn')
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
-        clicks = t.clicks + excluded.clicks,
-        bot_clicks = t.bot_clicks + excluded.bot_clicks
-)
+), {series}, {dimensions}
 SELECT count(*) FILTER (WHERE new_bot) AS to_bots, count(*) FILTER (WHERE NOT new_bot) AS to_humans FROM moved
 """
 _SERIES = """series_{table} AS (
@@ -132,7 +123,23 @@ _SERIES = """series_{table} AS (
         clicks = t.clicks + excluded.clicks,
         bot_clicks = t.bot_clicks + excluded.bot_clicks
 )"""
-_MOVE = _MOVE.format(series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")))
+# The rows of every dimension (linkpulse.dimensions) per UTC day and per UTC hour, as ingest writes them.
+_DIMENSION_BUCKETS = (("day", "(ts AT TIME ZONE 'UTC')::date"), ("hour", "date_trunc('hour', ts, 'UTC')"))
+_DIMENSIONS = f"""dimensions_{{table}} AS (
+    INSERT INTO link_dimension_{{table}} AS t (link_id, bucket, dimension, value, clicks, bot_clicks)
+    SELECT link_id, {{bucket}}, d.dimension, d.value,
+           coalesce(sum(sign) FILTER (WHERE NOT bot), 0), coalesce(sum(sign) FILTER (WHERE bot), 0)
+    FROM delta {lateral_values("d")}
+    WHERE {located_only_sql("d")}
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
+        clicks = t.clicks + excluded.clicks,
+        bot_clicks = t.bot_clicks + excluded.bot_clicks
+)"""
+_MOVE = _MOVE.format(
+    series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")),
+    dimensions=", ".join(_DIMENSIONS.format(table=t, bucket=b) for t, b in _DIMENSION_BUCKETS),
+)
 # least(): a run over a shorter window with the same rules leaves the earlier, wider one standing.
 _RECORD = """
 INSERT INTO bot_rules AS b (version, reclassified_since, reclassified_at, reclassified_clicks)

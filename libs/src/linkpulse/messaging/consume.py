@@ -27,6 +27,7 @@ __all__ = [
     "backlog",
     "ensure_ingest_consumers",
     "nak_all",
+    "published_at",
 ]
 
 log = structlog.get_logger(__name__)
@@ -137,6 +138,13 @@ class PullConsumer:
 def backlog(msgs: Sequence[Msg]) -> int:
     """Messages the consumer still had to deliver after the last of `msgs`."""
     return msgs[-1].metadata.num_pending if msgs else 0
+
+
+def published_at(msgs: Sequence[Msg]) -> float | None:
+    """When the last of `msgs` was stored in its stream (epoch seconds, the server's clock); None for no message."""
+    # The timestamp in a JetStream message's ack subject is the stream's, set when the message was stored
+    # (nats-py's docstring says "delivered"; the server puts the stored message's time there).
+    return msgs[-1].metadata.timestamp.timestamp() if msgs else None
 
 
 async def ack_all(msgs: Sequence[Msg]) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "DEAD_LETTERS",
     "EVENTS",
     "LAG",
+    "PROGRESS_ERRORS",
     "RETENTION_PARTITIONS",
     "RETENTION_ROWS",
 ]
@@ -40,6 +41,11 @@ LAG = Gauge(
     "linkpulse_ingest_lag_messages",
     "Messages waiting in a shard's durable consumer, as JetStream reported with this process's last fetched batch.",
     ["shard"],
+)
+PROGRESS_ERRORS = Counter(
+    "linkpulse_ingest_progress_report_errors",
+    "Reports of the shards' progress (ingest_progress) that Postgres did not take; consuming goes on, the next "
+    "report (about a second later) tries again.",
 )
 RETENTION_PARTITIONS = Counter(
     "linkpulse_ingest_retention_partitions_dropped",

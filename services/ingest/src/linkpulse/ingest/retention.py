@@ -56,6 +56,9 @@ async def apply_retention(
 ) -> RetentionResult:
     """Delete click data older than `days` (0 keeps everything); rollups are never touched.
 
+    Not even `link_dimension_hour`: a timezone's days and a window's edge hours come from it for every day the
+    day rollup answers, so purging it alone would make an old day's answer depend on the timezone asked in.
+
     Whole monthly partitions go once their upper bound is `days` old, so a click is kept for at least
     `days` and at most a month longer. Each partition is detached and dropped in its own short transaction.
     DETACH … CONCURRENTLY would not block inserts at all, but Postgres refuses it on a table with a default

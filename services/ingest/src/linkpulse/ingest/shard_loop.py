@@ -10,8 +10,9 @@ from structlog.typing import FilteringBoundLogger
 from linkpulse.backoff import Backoff
 from linkpulse.ingest import metrics
 from linkpulse.ingest.pipeline import MAX_BACKOFF, BatchPipeline
+from linkpulse.ingest.progress import ProgressReporter
 from linkpulse.ingest.settings import IngestTuning
-from linkpulse.messaging.consume import ConsumerUnavailable, PullConsumer, ack_all, backlog, nak_all
+from linkpulse.messaging.consume import ConsumerUnavailable, PullConsumer, ack_all, backlog, nak_all, published_at
 from linkpulse.messaging.types import Msg
 
 __all__ = ["ShardLoop"]
@@ -25,14 +26,16 @@ class ShardLoop:
         shard: int,
         consumer: PullConsumer,
         pipeline: BatchPipeline,
+        progress: ProgressReporter,
         tuning: IngestTuning,
         stop: asyncio.Event,
         log: FilteringBoundLogger,
     ) -> None:
-        """A loop for `shard`, reading `consumer` (bound already) until `stop` is set."""
+        """A loop for `shard`, reading `consumer` (bound already) until `stop` is set; it notes its progress."""
         self.shard = shard
         self._consumer = consumer
         self._pipeline = pipeline
+        self._progress = progress
         self._tuning = tuning
         self._stop = stop
         self._log = log.bind(shard=shard)
@@ -66,7 +69,9 @@ class ShardLoop:
             await self._fetch_backoff.wait(self._stop)
             return []
         self._fetch_backoff.reset()
-        if msgs:
+        if not msgs:
+            self._progress.observe(self.shard, 0, None)  # idle: nothing waits in the consumer
+        else:
             await self._consumer.fill(msgs, max_bytes=tuning.batch_bytes, count=tuning.batch_size,
                                       timeout=tuning.max_wait, linger=tuning.linger, stop=self._stop)  # fmt: skip
             metrics.LAG.labels(str(self.shard)).set(backlog(msgs))
@@ -84,6 +89,7 @@ class ShardLoop:
             return False
         # Ack only after commit: a redelivery is harmless (event ids dedupe), a loss is not.
         await ack_all(msgs)
+        self._progress.observe(self.shard, backlog(msgs), published_at(msgs))
         metrics.EVENTS.labels("inserted").inc(result.inserted)
         metrics.EVENTS.labels("duplicate").inc(result.duplicates)
         metrics.DEAD_LETTERS.inc(result.dead_letters)

@@ -10,6 +10,7 @@ import asyncpg
 from linkpulse.bots import active_rules
 from linkpulse.db.errors import is_data_error
 from linkpulse.db.metrics import OperationTimer
+from linkpulse.dimensions import lateral_values, located_only_sql
 from linkpulse.ingest.batch import ClickRow, DeadLetter
 
 __all__ = ["STAGE", "StoreResult", "ensure_partitions", "prepare_connection", "store_batch", "write_batch"]
@@ -51,7 +52,7 @@ WITH new AS (
     FROM ingest_stage
     ORDER BY 1, 2
     ON CONFLICT (id, ts) DO NOTHING
-    RETURNING link_id, ts, is_bot, country, region, city, asn, referrer_host, browser, os, device, visitor
+    RETURNING link_id, ts, is_bot, country, region, city, asn, referrer_host, browser, os, device, lang, visitor
 ), visitors AS (
     INSERT INTO link_visitors_day (link_id, day, is_bot, visitor)
     SELECT DISTINCT link_id, (ts AT TIME ZONE 'UTC')::date, is_bot, visitor
@@ -73,24 +74,9 @@ WITH new AS (
         clicks = t.clicks + excluded.clicks,
         bot_clicks = t.bot_clicks + excluded.bot_clicks,
         last_click_at = greatest(t.last_click_at, excluded.last_click_at)
-), {series}, dimensions AS (
-    INSERT INTO link_dimension_day AS t (link_id, bucket, dimension, value, clicks, bot_clicks)
-    SELECT link_id, (ts AT TIME ZONE 'UTC')::date, d.dimension, d.value,
-           count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
-    FROM new CROSS JOIN LATERAL (VALUES ('country', country), ('referrer', referrer_host), ('browser', browser),
-                                        ('os', os), ('device', device), ('region', region), ('city', city),
-                                        ('asn', asn)) AS d(dimension, value)
-    WHERE d.value <> '' OR d.dimension NOT IN {geoip_only}
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
-        clicks = t.clicks + excluded.clicks,
-        bot_clicks = t.bot_clicks + excluded.bot_clicks
-)
+), {series}, {dimensions}
 SELECT count(*) FROM new
 """
-# The dimensions only a GeoIP database fills get no "" (unknown) row: without a database that would be three
-# rollup rows per link and day for nothing; their top lists then hold the located clicks only.
-GEOIP_ONLY = "('region', 'city', 'asn')"
 _SERIES = """series_{table} AS (
     INSERT INTO link_clicks_{table} AS t (link_id, bucket, clicks, bot_clicks)
     SELECT link_id, date_trunc('{table}', ts, 'UTC'), count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
@@ -99,11 +85,24 @@ _SERIES = """series_{table} AS (
         clicks = t.clicks + excluded.clicks,
         bot_clicks = t.bot_clicks + excluded.bot_clicks
 )"""
+# Every dimension of linkpulse.dimensions per UTC day and per UTC hour; the dimensions only a GeoIP database fills
+# get no "" (unknown) row (located_only_sql).
+_DIMENSION_BUCKETS = (("day", "(ts AT TIME ZONE 'UTC')::date"), ("hour", "date_trunc('hour', ts, 'UTC')"))
+_DIMENSIONS = f"""dimensions_{{table}} AS (
+    INSERT INTO link_dimension_{{table}} AS t (link_id, bucket, dimension, value, clicks, bot_clicks)
+    SELECT link_id, {{bucket}}, d.dimension, d.value, count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
+    FROM new {lateral_values("d")}
+    WHERE {located_only_sql("d")}
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (link_id, bucket, dimension, value) DO UPDATE SET
+        clicks = t.clicks + excluded.clicks,
+        bot_clicks = t.bot_clicks + excluded.bot_clicks
+)"""
 _STORE_EVENTS = _STORE_EVENTS.format(
     columns=", ".join(ClickRow._fields),
     converted=", ".join(_FROM_STAGE.get(name, name) for name in ClickRow._fields),
     series=", ".join(_SERIES.format(table=t) for t in ("minute", "hour", "day")),
-    geoip_only=GEOIP_ONLY,
+    dimensions=", ".join(_DIMENSIONS.format(table=t, bucket=b) for t, b in _DIMENSION_BUCKETS),
 )
 
 # Names the rules this process classifies with (for the stats answers), on every new connection: last_used_at

@@ -14,6 +14,7 @@ from linkpulse.db.pool import create_pool
 from linkpulse.ingest.enrich import warm_up
 from linkpulse.ingest.maintenance import maintenance_jobs
 from linkpulse.ingest.pipeline import MAX_BACKOFF, BatchPipeline
+from linkpulse.ingest.progress import ProgressReporter
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.ingest.shard_loop import ShardLoop
 from linkpulse.ingest.store import prepare_connection
@@ -83,18 +84,20 @@ class IngestWorker:
                 return
             log.info("ingest.started", shards=self.settings.clicks.shards)
             pipeline = BatchPipeline(pool, self.settings, self._tracing.tracer("linkpulse.ingest"), nc)
+            progress = ProgressReporter(pool, timeout=self.settings.database.command_timeout)
             async with asyncio.TaskGroup() as tasks:
                 for job in maintenance_jobs(pool, self.settings, stop):
                     tasks.create_task(job)
+                tasks.create_task(progress.run(stop))
                 for shard in range(self.settings.clicks.shards):
-                    tasks.create_task(self._consume(nc, shard, pipeline, stop))
+                    tasks.create_task(self._consume(nc, shard, pipeline, progress, stop))
         finally:
             await pool.close()
 
     async def _open_pool(self) -> asyncpg.Pool:
         # min_size=0: the pool opens nothing now, so the worker starts while Postgres is down.
         # One connection per shard loop, so no batch waits for another shard's commit, and partition
-        # upkeep's and retention's.
+        # upkeep's and retention's (the progress report borrows one of those a moment each second).
         return await create_pool(
             self.settings.database,
             min_size=0,
@@ -119,11 +122,13 @@ class IngestWorker:
                     break
         return False
 
-    async def _consume(self, nc: Client, shard: int, pipeline: BatchPipeline, stop: asyncio.Event) -> None:
+    async def _consume(
+        self, nc: Client, shard: int, pipeline: BatchPipeline, progress: ProgressReporter, stop: asyncio.Event
+    ) -> None:
         consumer = await PullConsumer.bind(nc, CLICKS_STREAM, ingest_durable(shard), self.settings.clicks.ack_wait)
         self._bound.add(shard)
         try:
-            await ShardLoop(shard, consumer, pipeline, self.tuning, stop, log).run()
+            await ShardLoop(shard, consumer, pipeline, progress, self.tuning, stop, log).run()
         finally:
             self._bound.discard(shard)
 
