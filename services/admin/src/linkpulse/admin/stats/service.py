@@ -28,7 +28,7 @@ from linkpulse.admin.stats.filters import Filter, Filters, clicks_where
 from linkpulse.admin.stats.freshness import decode_freshness, freshness_columns
 from linkpulse.admin.stats.schemas import BotRulesUsed, LinkCount, LinkStats, Overview, Point, Ranked, TopValues
 from linkpulse.admin.stats.window import STEPS, UTC_ZONE, Interval, Window, ceil_to, floor_to
-from linkpulse.dimensions import BY_NAME, DIMENSIONS, lateral_values, located_only_sql
+from linkpulse.dimensions import BY_NAME, DIMENSIONS, located_only_sql
 from linkpulse.validation import could_be_code
 
 __all__ = ["TOP_VALUES", "Plan", "StatsService", "plan"]
@@ -45,7 +45,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC_ZONE)
 # The series comes as [epoch seconds, clicks, bots], the top values as [dimension, value, clicks], ranked humans
 # only, ties broken by value in byte order (COLLATE "C") so no locale changes the order.
 _LINK_STATS = """
-WITH link AS (SELECT id FROM links WHERE code = @code AND deleted_at IS NULL),
+WITH link AS (SELECT id FROM links WHERE code = @code AND deleted_at IS NULL),{matching}
 ranked AS ({ranked})
 SELECT (SELECT id FROM link) AS link_id, ({rules}) AS bot_rules,
        ({series}) AS series,
@@ -55,6 +55,14 @@ SELECT (SELECT id FROM link) AS link_id, ({rules}) AS bot_rules,
        ({visitor_days}) AS visitor_days,
        {freshness}
 """
+# What is counted from the clicks is counted from one read of them: the link's clicks in the window that match the
+# filters, read once through the (link_id, ts) index (each part reading them itself read the heap up to four times).
+_MATCHING = """
+matching AS MATERIALIZED (
+    SELECT ts, is_bot, visitor{columns} FROM click_events
+    WHERE link_id = (SELECT id FROM link) AND ts >= @lo AND ts < @hi{where}
+),"""
+_MATCHING_DIMENSIONS = "".join(f", {d.expression} AS {d.name}" for d in DIMENSIONS)
 # Series, by source. Whole UTC buckets of the interval, as stored:
 _SERIES_DIRECT = """
 SELECT coalesce(json_agg(json_build_array(extract(epoch FROM bucket)::bigint, clicks, bot_clicks) ORDER BY bucket),
@@ -71,12 +79,17 @@ WHERE link_id = (SELECT id FROM link) AND bucket >= @day_lo AND bucket < @day_hi
 # boundary at or before each, and the boundary itself is the bucket's key.
 _SERIES_BUCKETED = """
 SELECT coalesce(json_agg(json_build_array(extract(epoch FROM (@bounds::timestamptz[])[b])::bigint, clicks, bots)), '[]')
-FROM (SELECT width_bucket({ts}, @bounds::timestamptz[]) AS b, {counts}
-      FROM {table} WHERE link_id = (SELECT id FROM link) AND {ts} >= @lo AND {ts} < @hi{condition} GROUP BY 1) AS s
+FROM (SELECT width_bucket(bucket, @bounds::timestamptz[]) AS b, sum(clicks)::bigint AS clicks,
+             sum(bot_clicks)::bigint AS bots
+      FROM {table} WHERE link_id = (SELECT id FROM link) AND bucket >= @lo AND bucket < @hi{condition} GROUP BY 1) AS s
 """
-_ROLLUP_COUNTS = "sum(clicks)::bigint AS clicks, sum(bot_clicks)::bigint AS bots"
-_CLICK_COUNTS = "count(*) FILTER (WHERE NOT is_bot) AS clicks, count(*) FILTER (WHERE is_bot) AS bots"
 _DIMENSION_IS = " AND dimension = @dim AND value = @value"
+_SERIES_MATCHING = """
+SELECT coalesce(json_agg(json_build_array(extract(epoch FROM (@bounds::timestamptz[])[b])::bigint, clicks, bots)), '[]')
+FROM (SELECT width_bucket(ts, @bounds::timestamptz[]) AS b, count(*) FILTER (WHERE NOT is_bot) AS clicks,
+             count(*) FILTER (WHERE is_bot) AS bots
+      FROM matching GROUP BY 1) AS s
+"""
 # Top lists from the dimension rollups over the window widened to whole UTC hours: its whole UTC days from the day
 # rollup, the hours at either end from the hour rollup (like the overview's series).
 _TOP_ROLLUPS = """
@@ -93,12 +106,14 @@ FROM (SELECT dimension, value, clicks FROM link_dimension_day
 GROUP BY dimension, value
 HAVING sum(clicks) > 0
 """
-# Top lists under filters, from the matching human clicks of exactly the window.
+# Top lists under filters, from the matching human clicks of exactly the window (whose columns are named for their
+# dimensions).
 _TOP_CLICKS = f"""
 SELECT d.dimension, d.value, count(*) AS clicks,
        row_number() OVER (PARTITION BY d.dimension ORDER BY count(*) DESC, d.value COLLATE "C") AS rank
-FROM click_events {lateral_values("d")}
-WHERE link_id = (SELECT id FROM link) AND ts >= @lo AND ts < @hi AND NOT is_bot{{where}} AND {located_only_sql("d")}
+FROM matching AS m
+CROSS JOIN LATERAL (VALUES {", ".join(f"('{d.name}', m.{d.name})" for d in DIMENSIONS)}) AS d(dimension, value)
+WHERE NOT m.is_bot AND {located_only_sql("d")}
 GROUP BY d.dimension, d.value
 """
 # Unique visitors as [epoch seconds, humans, bots] per bucket: a UTC day's from its counts (link_visitor_counts_day),
@@ -117,14 +132,20 @@ FROM (SELECT date_trunc('{step}', ts, 'UTC') AS bucket,
       GROUP BY 1) AS b
 """
 # Any other buckets (a local day, a local hour across :30, any bucket under a filter): each bucket's distinct
-# (UTC day, visitor) pairs, since a key is salted per UTC day and a local day spans two of them.
+# (UTC day, visitor) pairs, since a key is salted per UTC day and a local day spans two of them. Made distinct by
+# hashing first and counted after: count(DISTINCT (day, visitor)) sorts row values, several times slower.
 _BUCKETED_VISITORS = """
 SELECT coalesce(json_agg(json_build_array(extract(epoch FROM (@bounds::timestamptz[])[b])::bigint, humans, bots)), '[]')
-FROM (SELECT width_bucket(ts, @bounds::timestamptz[]) AS b,
-             count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor)) FILTER (WHERE NOT is_bot) AS humans,
-             count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor)) FILTER (WHERE is_bot) AS bots
-      FROM click_events WHERE link_id = (SELECT id FROM link) AND ts >= @lo AND ts < @hi AND visitor IS NOT NULL{where}
-      GROUP BY 1) AS b
+FROM (SELECT b, count(*) FILTER (WHERE NOT is_bot) AS humans, count(*) FILTER (WHERE is_bot) AS bots
+      FROM (SELECT DISTINCT width_bucket(ts, @bounds::timestamptz[]) AS b, (ts AT TIME ZONE 'UTC')::date AS day,
+                            visitor, is_bot
+            FROM matching WHERE visitor IS NOT NULL) AS k
+      GROUP BY b) AS c
+"""
+_MATCHING_WINDOW_VISITORS = """
+SELECT json_build_array(count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot))
+FROM (SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date AS day, visitor, is_bot FROM matching
+      WHERE visitor IS NOT NULL) AS k
 """
 # The window's visitors, [humans, bots]: each UTC day's distinct visitors within the window, added up (a key
 # is salted per day, so no visitor is ever one across days). For UTC day series the sum of the points does it.
@@ -132,7 +153,7 @@ _WINDOW_VISITORS = """
 SELECT json_build_array(count(DISTINCT (day, visitor)) FILTER (WHERE NOT is_bot),
                         count(DISTINCT (day, visitor)) FILTER (WHERE is_bot))
 FROM (SELECT (ts AT TIME ZONE 'UTC')::date AS day, visitor, is_bot FROM click_events
-      WHERE link_id = (SELECT id FROM link) AND ts >= @lo AND ts < @hi AND visitor IS NOT NULL{where}) AS k
+      WHERE link_id = (SELECT id FROM link) AND ts >= @lo AND ts < @hi AND visitor IS NOT NULL) AS k
 """
 # The newest rules (ingest's at its last connection, or a later reclassify's), as JSON.
 _BOT_RULES = """
@@ -170,22 +191,28 @@ def _statement(chosen: Plan) -> tuple[str, tuple[str, ...]]:
         series = _SERIES_DIRECT.format(table=f"link_{chosen.series}")
     elif chosen.series.startswith("bucketed_"):
         table = f"link_clicks_{chosen.series.removeprefix('bucketed_')}"
-        series = _SERIES_BUCKETED.format(ts="bucket", counts=_ROLLUP_COUNTS, table=table, condition="")
+        series = _SERIES_BUCKETED.format(table=table, condition="")
     elif chosen.series == "dimension_day":
         series = _SERIES_DIMENSION_DAY
     elif chosen.series == "dimension_hour":
-        series = _SERIES_BUCKETED.format(ts="bucket", counts=_ROLLUP_COUNTS, table="link_dimension_hour",
-                                         condition=_DIMENSION_IS)  # fmt: skip
+        series = _SERIES_BUCKETED.format(table="link_dimension_hour", condition=_DIMENSION_IS)
     else:
-        series = _SERIES_BUCKETED.format(ts="ts", counts=_CLICK_COUNTS, table="click_events", condition=where)
+        series = _SERIES_MATCHING
     if chosen.visitors == "day_counts":
         visitors, visitor_days = _DAY_VISITORS, "NULL"
     elif chosen.visitors.startswith("trunc_"):
         visitors = _TRUNC_VISITORS.format(step=chosen.visitors.removeprefix("trunc_"))
-        visitor_days = _WINDOW_VISITORS.replace("{where}", "")
+        visitor_days = _WINDOW_VISITORS
     else:
-        visitors, visitor_days = _BUCKETED_VISITORS, _WINDOW_VISITORS
+        visitors, visitor_days = _BUCKETED_VISITORS, _MATCHING_WINDOW_VISITORS
+    reads_clicks = chosen.series == "clicks" or chosen.top_from_clicks or chosen.visitors == "clicks"
+    matching = (
+        _MATCHING.format(columns=_MATCHING_DIMENSIONS if chosen.top_from_clicks else "", where=where)
+        if reads_clicks
+        else ""
+    )
     named = _LINK_STATS.format(
+        matching=matching,
         ranked=_TOP_CLICKS if chosen.top_from_clicks else _TOP_ROLLUPS,
         rules=_BOT_RULES.strip(),
         series=series.strip(),
