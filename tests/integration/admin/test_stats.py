@@ -139,6 +139,8 @@ TOP_TWO_DAYS = {
     "regions": [],
     "cities": [],
     "asns": [],
+    # No Accept-Language on these clicks.
+    "languages": ranked(("", 7)),
 }
 
 
@@ -165,7 +167,8 @@ async def test_minute_series_counts_exactly_the_clicks_in_the_window(client: Asy
     ]
     # Humans only in the total; bots apart.
     assert (body["total"], body["bots"]) == (3, 2)
-    # Top lists have day granularity: all of DAY1's humans, whatever minute they clicked at.
+    # Top lists of a minute window cover its whole UTC hours, [10:00, 12:00): the humans at 10:14:59.999 and at
+    # 11:30 count there, though not in the series.
     assert body["top"] == {
         "countries": ranked(("DE", 2), ("FR", 1), ("JP", 1), ("US", 1)),
         "referrers": ranked(("google.com", 4), ("news.ycombinator.com", 1)),
@@ -175,6 +178,7 @@ async def test_minute_series_counts_exactly_the_clicks_in_the_window(client: Asy
         "regions": [],
         "cities": [],
         "asns": [],
+        "languages": ranked(("", 5)),
     }
 
 
@@ -275,6 +279,7 @@ async def test_a_link_without_clicks_has_a_zero_series(client: AsyncTestClient) 
     assert (body["total"], body["bots"], len(body["series"])) == (0, 0, 8)
     assert all(p["clicks"] == p["bots"] == 0 for p in body["series"])
     assert body["top"] == {key: [] for key in TOP_TWO_DAYS}
+    assert (body["as_of"], body["ingest_lag"]) == (None, None)
     overview = (await client.get(OVERVIEW)).json()
     assert (overview["clicks"], overview["bots"], overview["top_links"]) == (0, 0, [])
 

@@ -14,16 +14,24 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
 from linkpulse.admin.api import error_responses
 from linkpulse.admin.auth import STATS_READ, authenticated, requires
+from linkpulse.admin.stats.filters import Filters, provide_filters
 from linkpulse.admin.stats.schemas import LinkStats, Overview
 from linkpulse.admin.stats.service import StatsService
-from linkpulse.admin.stats.window import INTERVALS, overview_window, parse_limit, series_window
+from linkpulse.admin.stats.window import (
+    INTERVALS,
+    MAX_TZ_CHARS,
+    overview_window,
+    parse_limit,
+    parse_tz,
+    series_window,
+)
 from linkpulse.validation import InvalidInput
 
 __all__ = ["StatsController", "provide_stats_service"]
 
 # Query values arrive as strings and are parsed by `window`, so every bad value is a 422 naming
 # the parameter (Litestar's own conversion would answer 400).
-_TIME = "ISO 8601 with a timezone (`2026-11-20T10:00:00Z`) or a date (`2026-11-20`, midnight UTC)."
+_TIME = "ISO 8601 with a timezone (`2026-11-20T10:00:00Z`) or a date (`2026-11-20`, midnight in `tz`)."
 From = Annotated[
     str | None, QueryParameter(name="from", description=f"Window start, inclusive; default `to` - 7 days. {_TIME}")
 ]
@@ -37,6 +45,15 @@ IntervalParam = Annotated[
     ),
 ]
 Limit = Annotated[str | None, QueryParameter(name="limit", description="Top links to list, 1 to 100 (default 10).")]
+Tz = Annotated[
+    str | None,
+    QueryParameter(
+        name="tz",
+        description=f"IANA timezone name (`Europe/Berlin`, at most {MAX_TZ_CHARS} characters), default UTC: day "
+        "buckets are its calendar days (23 or 25 hours across a DST change), hours its hours, dates in `from`/`to` "
+        "its midnights, and every time in the answer carries its offset.",
+    ),
+]
 
 
 def provide_stats_service(state: State) -> StatsService:
@@ -59,7 +76,10 @@ class StatsController(Controller):
     tags = ["stats"]
     guards = [authenticated, requires(STATS_READ)]
     security = [{"apiKey": []}]
-    dependencies = {"stats": Provide(provide_stats_service, sync_to_thread=False)}
+    dependencies = {
+        "stats": Provide(provide_stats_service, sync_to_thread=False),
+        "filters": Provide(provide_filters, sync_to_thread=False),
+    }
 
     @get(
         "/links/{code:str}/stats",
@@ -71,20 +91,24 @@ class StatsController(Controller):
         self,
         code: FromPath[str],
         stats: NamedDependency[StatsService],
+        filters: NamedDependency[Filters],
         start: From = None,
         end: To = None,
         interval: IntervalParam = None,
+        tz: Tz = None,
     ) -> LinkStats:
-        """Human clicks per bucket of `[from, to)` and their total, bots apart, top 10 per dimension.
+        """Human clicks per bucket of `[from, to)` and their total, bots apart, top 10 per dimension, of the clicks
+        matching every filter given (`?country=DE&device=mobile`).
 
-        The window is widened to whole UTC buckets of the interval and echoed; the top lists cover
-        the UTC days it touches.
+        The window is widened to whole buckets of the interval in `tz` and echoed; the top lists cover exactly
+        the window (a minute window's, whole UTC hours). `as_of` and `ingest_lag` say how fresh the answer is.
         """
         try:
-            window = series_window(start, end, interval, datetime.now(UTC))
+            zone = parse_tz(tz)
+            window = series_window(start, end, interval, datetime.now(UTC), zone)
         except InvalidInput as exc:
             raise _invalid(exc) from None
-        result = await stats.link_stats(code, window)
+        result = await stats.link_stats(code, window, filters)
         if result is None:
             raise NotFoundException(detail=f"no link with code {code!r}")
         return result
@@ -96,12 +120,19 @@ class StatsController(Controller):
         responses=error_responses(401, 403, 422),
     )
     async def overview(
-        self, stats: NamedDependency[StatsService], start: From = None, end: To = None, limit: Limit = None
+        self,
+        stats: NamedDependency[StatsService],
+        start: From = None,
+        end: To = None,
+        limit: Limit = None,
+        tz: Tz = None,
     ) -> Overview:
-        """Human and bot clicks of every link in `[from, to)` (whole UTC hours), links by clicks."""
+        """Human and bot clicks of every link in `[from, to)` (whole UTC hours), links by clicks, top countries
+        and cities; `as_of` and `ingest_lag` say how fresh the answer is."""
         try:
-            lo, hi = overview_window(start, end, datetime.now(UTC))
+            zone = parse_tz(tz)
+            lo, hi = overview_window(start, end, datetime.now(UTC), zone)
             top = parse_limit(limit)
         except InvalidInput as exc:
             raise _invalid(exc) from None
-        return await stats.overview(lo, hi, top)
+        return await stats.overview(lo, hi, top, zone)

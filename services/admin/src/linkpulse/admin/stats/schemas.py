@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from linkpulse.admin.stats.freshness import IngestLag
 from linkpulse.admin.stats.window import Interval
 
 __all__ = ["BotRulesUsed", "LinkCount", "LinkStats", "Overview", "Point", "Ranked", "TopValues"]
@@ -23,13 +24,27 @@ _WINDOW_VISITORS = msgspec.Meta(
     "within it, added up; nothing links days, so a visitor on two days counts twice."
 )
 _WINDOW_BOT_VISITORS = msgspec.Meta(description="Unique bot visitors in the window, the same way, counted apart.")
+# Freshness (docs/analytics.md, "Slicing the stats"), on every stats answer.
+_AS_OF = msgspec.Meta(
+    description="The time of the newest stored click (of this link; in the overview, of any link): clicks up to "
+    "it are counted. Null before the first."
+)
+_INGEST_LAG = msgspec.Meta(
+    description="What ingest last reported of the clicks it has not stored yet; null when it never reported."
+)
+_TZ = msgspec.Meta(description="The IANA timezone of the day buckets and of date-only `from`/`to` (default UTC).")
 
 
 class Point(msgspec.Struct, kw_only=True):
     """One bucket of the series."""
 
-    ts: datetime
-    """Start of the UTC bucket."""
+    ts: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="Start of the bucket, with the offset of `tz` at that instant: a local day (23 or 25 hours "
+            "across a DST change), a local hour or a minute."
+        ),
+    ]
     clicks: int
     """Human clicks in the bucket."""
     bots: int
@@ -46,7 +61,7 @@ class Ranked(msgspec.Struct, kw_only=True):
 
 
 class TopValues(msgspec.Struct, kw_only=True):
-    """Top 10 values per dimension, humans only, by clicks then value; day granularity."""
+    """Top 10 values per dimension, humans only, by clicks then value."""
 
     countries: Annotated[
         list[Ranked],
@@ -80,6 +95,12 @@ class TopValues(msgspec.Struct, kw_only=True):
         msgspec.Meta(
             description='Networks as "AS<number> <organisation>" ("AS3320 Deutsche Telekom AG"), when an ASN '
             "database is mounted; clicks it could not place are left out."
+        ),
+    ]
+    languages: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description='The first language tag of Accept-Language, lower-cased ("de-de", "en"); "" when none was sent.'
         ),
     ]
 
@@ -129,11 +150,29 @@ class LinkStats(msgspec.Struct, kw_only=True):
     """Bot clicks in the window, not part of `total`."""
     visitors: Annotated[int, _WINDOW_VISITORS]
     bot_visitors: Annotated[int, _WINDOW_BOT_VISITORS]
+    tz: Annotated[str, _TZ]
+    filters: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="The filters applied, dimension to value as compared (a country upper-cased, a language "
+            "lower-cased); every count in the answer, series, totals, visitors and top lists, is of the clicks "
+            "matching all of them. Empty for none."
+        ),
+    ]
     series: list[Point]
     """Every bucket of the window, oldest first, zero-filled."""
-    top: TopValues
-    """Top values over the UTC days the window touches (dimension rollups are per day)."""
+    top: Annotated[
+        TopValues,
+        msgspec.Meta(
+            description="Top values over exactly the window; a minute window's, or a window whose ends are not "
+            "whole UTC hours (a timezone with a :30 or :45 offset), over the window widened to whole UTC hours "
+            "(the finest rollup of the dimensions). Under a filter, counted from the clicks, and a filtered "
+            "dimension's own list holds just its value."
+        ),
+    ]
     bot_rules: Annotated[BotRulesUsed | None, _BOT_RULES_FIELD]
+    as_of: Annotated[datetime | None, _AS_OF]
+    ingest_lag: Annotated[IngestLag | None, _INGEST_LAG]
 
 
 class LinkCount(msgspec.Struct, kw_only=True):
@@ -151,7 +190,7 @@ class Overview(msgspec.Struct, kw_only=True):
     """All links' clicks in `[from, to)`, from the hour and day rollups."""
 
     from_: datetime = msgspec.field(name="from")
-    """Window start (inclusive), floored to the hour."""
+    """Window start (inclusive), floored to the UTC hour."""
     to: datetime
     """Window end (exclusive), raised to the next full hour."""
     clicks: int
@@ -161,6 +200,23 @@ class Overview(msgspec.Struct, kw_only=True):
     visitors: Annotated[int, _WINDOW_VISITORS]
     """Of every link: per link and UTC day within the window, added up."""
     bot_visitors: Annotated[int, _WINDOW_BOT_VISITORS]
+    tz: Annotated[str, _TZ]
     top_links: list[LinkCount]
     """Links by human clicks, then bot clicks, then code; at most `limit`."""
+    countries: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description='Top 10 countries of every link\'s human clicks in the window (ISO 3166-1 alpha-2, "" for '
+            "unknown)."
+        ),
+    ]
+    cities: Annotated[
+        list[Ranked],
+        msgspec.Meta(
+            description="Top 10 cities of every link's human clicks in the window, as the links' own top lists name "
+            "them; clicks the GeoIP database could not place are left out."
+        ),
+    ]
     bot_rules: Annotated[BotRulesUsed | None, _BOT_RULES_FIELD]
+    as_of: Annotated[datetime | None, _AS_OF]
+    ingest_lag: Annotated[IngestLag | None, _INGEST_LAG]
