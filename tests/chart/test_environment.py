@@ -12,9 +12,9 @@ import pytest
 from tests.chart.conftest import CHART, EXISTING_SECRETS, SECRETS, VALUE_SETS, Rendered, render, render_set
 
 from linkpulse.admin.settings import AdminSettings
+from linkpulse.bots import rules_from_settings
 from linkpulse.ingest.settings import IngestSettings
 from linkpulse.redirect.settings import RedirectSettings
-from linkpulse.bots import rules_from_settings
 from linkpulse.sampling import SAMPLERS, SamplingPolicy
 from linkpulse.settings import (
     ClicksSettings,

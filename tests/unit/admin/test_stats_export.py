@@ -13,6 +13,7 @@ from linkpulse.admin.stats.events import decode_cursor, encode_cursor, events_qu
 from linkpulse.admin.stats.export import overview_csv, series_csv, top_csv
 from linkpulse.admin.stats.filters import parse_filters
 from linkpulse.admin.stats.schemas import LinkCount, LinkStats, Overview, Point, Ranked, TopValues
+from linkpulse.dimensions import DIMENSIONS
 from linkpulse.validation import InvalidInput
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -20,10 +21,11 @@ FORMULAS = ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"]
 
 
 def stats(**top: list[Ranked]) -> LinkStats:
-    lists = {name: [] for name in ("countries", "referrers", "browsers", "os", "devices", "regions", "cities", "asns")}
+    lists: dict[str, list[Ranked]] = {d.plural: [] for d in DIMENSIONS}
     series = [Point(ts=T0 + timedelta(hours=h), clicks=h, bots=1, visitors=h, bot_visitors=0) for h in range(3)]
     return LinkStats(code="c", from_=T0, to=T0 + timedelta(hours=3), interval="hour", total=3, bots=3, visitors=3,
-                     bot_visitors=0, series=series, top=TopValues(**{**lists, **top}), bot_rules=None)  # fmt: skip
+                     bot_visitors=0, series=series, top=TopValues(**{**lists, **top}), bot_rules=None, tz="UTC",
+                     filters={}, as_of=None, ingest_lag=None)  # fmt: skip
 
 
 def parsed(text: str) -> list[list[str]]:
@@ -57,7 +59,21 @@ def test_every_csv_prefixes_a_formula_with_a_quote(value: str) -> None:
     top = top_csv(stats(referrers=[Ranked(value=value, clicks=1)]))
     assert parsed(top)[1][2] == "'" + value
     links = [LinkCount(code="c", url=value, clicks=1, bots=0, visitors=1, bot_visitors=0)]
-    overview = Overview(from_=T0, to=T0, clicks=1, bots=0, visitors=1, bot_visitors=0, top_links=links, bot_rules=None)
+    overview = Overview(
+        from_=T0,
+        to=T0,
+        clicks=1,
+        bots=0,
+        visitors=1,
+        bot_visitors=0,
+        top_links=links,
+        bot_rules=None,
+        tz="UTC",
+        countries=[],
+        cities=[],
+        as_of=None,
+        ingest_lag=None,
+    )
     assert parsed(overview_csv(overview))[1] == ["c", "'" + value, "1", "0", "1", "0"]
 
 

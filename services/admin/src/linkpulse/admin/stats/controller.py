@@ -61,6 +61,40 @@ def provide_stats_service(state: State) -> StatsService:
     return StatsService(state.db)
 
 
+async def answer_link_stats(
+    stats: StatsService,
+    code: str,
+    filters: Filters,
+    start: str | None,
+    end: str | None,
+    interval: str | None,
+    tz: str | None,
+) -> LinkStats:
+    """The answer of `GET /links/{code}/stats` to these raw parameters: the JSON handler's, and the CSVs' too."""
+    try:
+        zone = parse_tz(tz)
+        window = series_window(start, end, interval, datetime.now(UTC), zone)
+    except InvalidInput as exc:
+        raise _invalid(exc) from None
+    result = await stats.link_stats(code, window, filters)
+    if result is None:
+        raise NotFoundException(detail=f"no link with code {code!r}")
+    return result
+
+
+async def answer_overview(
+    stats: StatsService, start: str | None, end: str | None, limit: str | None, tz: str | None
+) -> Overview:
+    """The answer of `GET /stats/overview` to these raw parameters: the JSON handler's, and the CSV's too."""
+    try:
+        zone = parse_tz(tz)
+        lo, hi = overview_window(start, end, datetime.now(UTC), zone)
+        top = parse_limit(limit)
+    except InvalidInput as exc:
+        raise _invalid(exc) from None
+    return await stats.overview(lo, hi, top, zone)
+
+
 def _invalid(exc: InvalidInput) -> ValidationException:
     return ValidationException(detail=str(exc), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
 
@@ -103,15 +137,7 @@ class StatsController(Controller):
         The window is widened to whole buckets of the interval in `tz` and echoed; the top lists cover exactly
         the window (a minute window's, whole UTC hours). `as_of` and `ingest_lag` say how fresh the answer is.
         """
-        try:
-            zone = parse_tz(tz)
-            window = series_window(start, end, interval, datetime.now(UTC), zone)
-        except InvalidInput as exc:
-            raise _invalid(exc) from None
-        result = await stats.link_stats(code, window, filters)
-        if result is None:
-            raise NotFoundException(detail=f"no link with code {code!r}")
-        return result
+        return await answer_link_stats(stats, code, filters, start, end, interval, tz)
 
     @get(
         "/stats/overview",
@@ -129,10 +155,4 @@ class StatsController(Controller):
     ) -> Overview:
         """Human and bot clicks of every link in `[from, to)` (whole UTC hours), links by clicks, top countries
         and cities; `as_of` and `ingest_lag` say how fresh the answer is."""
-        try:
-            zone = parse_tz(tz)
-            lo, hi = overview_window(start, end, datetime.now(UTC), zone)
-            top = parse_limit(limit)
-        except InvalidInput as exc:
-            raise _invalid(exc) from None
-        return await stats.overview(lo, hi, top, zone)
+        return await answer_overview(stats, start, end, limit, tz)

@@ -6,16 +6,22 @@ they compute with the pure functions of `export`, so the CSV and the JSON of one
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotFoundException, ValidationException
-from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
+from litestar.status_codes import HTTP_200_OK
 
 from linkpulse.admin.api import csv_response, error_responses
 from linkpulse.admin.auth import STATS_READ, authenticated, requires
-from linkpulse.admin.stats.controller import From, IntervalParam, Limit, To, provide_stats_service
+from linkpulse.admin.stats.controller import (
+    From,
+    IntervalParam,
+    Limit,
+    To,
+    Tz,
+    answer_link_stats,
+    answer_overview,
+    provide_stats_service,
+)
 from linkpulse.admin.stats.events_controller import Code
 from linkpulse.admin.stats.export import (
     OVERVIEW_COLUMNS,
@@ -26,35 +32,15 @@ from linkpulse.admin.stats.export import (
     series_csv,
     top_csv,
 )
-from linkpulse.admin.stats.schemas import LinkStats
+from linkpulse.admin.stats.filters import Filters, provide_filters
 from linkpulse.admin.stats.service import StatsService
-from linkpulse.admin.stats.window import overview_window, parse_limit, series_window
-from linkpulse.validation import InvalidInput
 
 __all__ = ["StatsExportController"]
-
-
-def _invalid(exc: InvalidInput) -> ValidationException:
-    return ValidationException(detail=str(exc), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 def _csv(text: str, filename: str) -> Response[str]:
     # Litestar adds the charset (utf-8) to a text/* response; a Stream keeps its media type as given.
     return Response(text, media_type="text/csv", headers=attachment(filename))
-
-
-async def _link_stats(
-    stats: StatsService, code: str, start: str | None, end: str | None, interval: str | None
-) -> LinkStats:
-    """The answer of `GET /links/{code}/stats` with the same parameters (its handler's steps, one for one)."""
-    try:
-        window = series_window(start, end, interval, datetime.now(UTC))
-    except InvalidInput as exc:
-        raise _invalid(exc) from None
-    result = await stats.link_stats(code, window)
-    if result is None:
-        raise NotFoundException(detail=f"no link with code {code!r}")
-    return result
 
 
 class StatsExportController(Controller):
@@ -64,7 +50,10 @@ class StatsExportController(Controller):
     tags = ["stats"]
     guards = [authenticated, requires(STATS_READ)]
     security = [{"apiKey": []}]
-    dependencies = {"stats": Provide(provide_stats_service, sync_to_thread=False)}
+    dependencies = {
+        "stats": Provide(provide_stats_service, sync_to_thread=False),
+        "filters": Provide(provide_filters, sync_to_thread=False),
+    }
 
     @get(
         "/links/{code:str}/stats/series.csv",
@@ -84,12 +73,14 @@ class StatsExportController(Controller):
         self,
         code: Code,
         stats: NamedDependency[StatsService],
+        filters: NamedDependency[Filters],
         start: From = None,
         end: To = None,
         interval: IntervalParam = None,
+        tz: Tz = None,
     ) -> Response[str]:
         """The series of the link's stats answer, rendered by `series_csv`."""
-        result = await _link_stats(stats, code, start, end, interval)
+        result = await answer_link_stats(stats, code, filters, start, end, interval, tz)
         return _csv(series_csv(result), f"{code}-series.csv")
 
     @get(
@@ -111,12 +102,14 @@ class StatsExportController(Controller):
         self,
         code: Code,
         stats: NamedDependency[StatsService],
+        filters: NamedDependency[Filters],
         start: From = None,
         end: To = None,
         interval: IntervalParam = None,
+        tz: Tz = None,
     ) -> Response[str]:
         """The top lists of the link's stats answer, rendered by `top_csv`."""
-        result = await _link_stats(stats, code, start, end, interval)
+        result = await answer_link_stats(stats, code, filters, start, end, interval, tz)
         return _csv(top_csv(result), f"{code}-top.csv")
 
     @get(
@@ -134,12 +127,12 @@ class StatsExportController(Controller):
         },
     )
     async def overview(
-        self, stats: NamedDependency[StatsService], start: From = None, end: To = None, limit: Limit = None
+        self,
+        stats: NamedDependency[StatsService],
+        start: From = None,
+        end: To = None,
+        limit: Limit = None,
+        tz: Tz = None,
     ) -> Response[str]:
         """The top links of the overview answer, rendered by `overview_csv`."""
-        try:
-            lo, hi = overview_window(start, end, datetime.now(UTC))
-            top = parse_limit(limit)
-        except InvalidInput as exc:
-            raise _invalid(exc) from None
-        return _csv(overview_csv(await stats.overview(lo, hi, top)), "overview.csv")
+        return _csv(overview_csv(await answer_overview(stats, start, end, limit, tz)), "overview.csv")
