@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 import msgspec
+import structlog
 from litestar import Request, Response
 from litestar.dto import MsgspecDTO
 from litestar.exceptions import ClientException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Reference, Schema
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.typing import FieldDefinition
 
 from linkpulse.web.plugin import error_response
 
-__all__ = ["ErrorBody", "StrictBody", "csv_response", "error_responses", "field_error", "validation_error_handler"]
+__all__ = [
+    "SLOW_QUERY_HANDLERS",
+    "ErrorBody",
+    "StrictBody",
+    "csv_response",
+    "error_responses",
+    "field_error",
+    "slow_query_handler",
+    "validation_error_handler",
+]
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -28,7 +41,8 @@ _DESCRIPTIONS = {
     413: "Request body too large",
     422: "Invalid input; `detail` names the field and the reason",
     429: "Too many failed authentications from this address; `Retry-After` says when to try again",
-    503: "Too many requests of this kind at once; `Retry-After` says when to try again",
+    503: "Too many requests of this kind at once, or the database did not answer in time; `Retry-After` says when "
+    "to try again",
 }
 
 
@@ -109,3 +123,23 @@ def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationExc
         return error_response(HTTP_400_BAD_REQUEST, "a JSON request body is required")
     reason = "; ".join(str(e.get("message", "")) for e in errors) or exc.detail
     return error_response(exc.status_code, reason, errors or None)
+
+
+def slow_query_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A read that outlasted the database's command timeout (or Postgres away): 503 saying what to try, not a 500.
+
+    Stats answered from the clicks rather than the rollups (a filter's top lists, hour visitors; see
+    docs/analytics.md, "Slicing the stats") grow with a link's clicks in the window, so a big link's may take longer
+    than the timeout allows.
+    """
+    log.warning("stats.query_timeout", path=request.url.path, error=type(exc).__name__)
+    return error_response(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "the database did not answer in time: for a link with many clicks, ask for a shorter window, the day "
+        'interval or no filter (docs/analytics.md, "Slicing the stats")',
+        headers={"Retry-After": "10"},
+    )
+
+
+SLOW_QUERY_HANDLERS = {TimeoutError: slow_query_handler, asyncpg.QueryCanceledError: slow_query_handler}
+"""Exception handlers of the stats controllers (asyncpg's command timeout raises TimeoutError)."""

@@ -12,7 +12,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
-from linkpulse.admin.api import error_responses
+from linkpulse.admin.api import SLOW_QUERY_HANDLERS, error_responses
 from linkpulse.admin.auth import STATS_READ, authenticated, requires
 from linkpulse.admin.stats.filters import Filters, provide_filters
 from linkpulse.admin.stats.schemas import LinkStats, Overview
@@ -109,6 +109,7 @@ class StatsController(Controller):
     path = "/api/v1"
     tags = ["stats"]
     guards = [authenticated, requires(STATS_READ)]
+    exception_handlers = SLOW_QUERY_HANDLERS
     security = [{"apiKey": []}]
     dependencies = {
         "stats": Provide(provide_stats_service, sync_to_thread=False),
@@ -119,7 +120,7 @@ class StatsController(Controller):
         "/links/{code:str}/stats",
         operation_id="getLinkStats",
         summary="Clicks of a link: series, totals and top values",
-        responses=error_responses(401, 403, 404, 422),
+        responses=error_responses(401, 403, 404, 422, 503),
     )
     async def link_stats(
         self,
@@ -143,7 +144,7 @@ class StatsController(Controller):
         "/stats/overview",
         operation_id="getStatsOverview",
         summary="Clicks of all links in a window and the top links",
-        responses=error_responses(401, 403, 422),
+        responses=error_responses(401, 403, 422, 503),
     )
     async def overview(
         self,

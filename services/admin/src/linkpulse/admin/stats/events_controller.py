@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 
-from linkpulse.admin.api import csv_response, error_responses
+from linkpulse.admin.api import SLOW_QUERY_HANDLERS, csv_response, error_responses
 from linkpulse.admin.auth import STATS_READ, authenticated, requires
 from linkpulse.admin.limits import BoundedStream, RequestLimits
 from linkpulse.admin.stats.events import (
@@ -76,6 +76,7 @@ class EventsController(Controller):
     path = "/api/v1"
     tags = ["stats"]
     guards = [authenticated, requires(STATS_READ)]
+    exception_handlers = SLOW_QUERY_HANDLERS
     security = [{"apiKey": []}]
     dependencies = {
         "events": Provide(provide_events_service, sync_to_thread=False),
@@ -93,7 +94,7 @@ class EventsController(Controller):
             " keep counting them)."
         ),
         response_description="A page of clicks and the cursor of the next one",
-        responses=error_responses(401, 403, 404, 422),
+        responses=error_responses(401, 403, 404, 422, 503),
     )
     async def list_events(
         self,

@@ -10,7 +10,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.status_codes import HTTP_200_OK
 
-from linkpulse.admin.api import csv_response, error_responses
+from linkpulse.admin.api import SLOW_QUERY_HANDLERS, csv_response, error_responses
 from linkpulse.admin.auth import STATS_READ, authenticated, requires
 from linkpulse.admin.stats.controller import (
     From,
@@ -49,6 +49,7 @@ class StatsExportController(Controller):
     path = "/api/v1"
     tags = ["stats"]
     guards = [authenticated, requires(STATS_READ)]
+    exception_handlers = SLOW_QUERY_HANDLERS
     security = [{"apiKey": []}]
     dependencies = {
         "stats": Provide(provide_stats_service, sync_to_thread=False),
@@ -66,7 +67,7 @@ class StatsExportController(Controller):
         media_type="text/csv",
         responses={
             HTTP_200_OK: csv_response("CSV with a header row: " + ", ".join(SERIES_COLUMNS) + "; a row per bucket."),
-            **error_responses(401, 403, 404, 422),
+            **error_responses(401, 403, 404, 422, 503),
         },
     )
     async def series(
@@ -95,7 +96,7 @@ class StatsExportController(Controller):
         media_type="text/csv",
         responses={
             HTTP_200_OK: csv_response("CSV with a header row: " + ", ".join(TOP_COLUMNS) + "; by dimension, rank."),
-            **error_responses(401, 403, 404, 422),
+            **error_responses(401, 403, 404, 422, 503),
         },
     )
     async def top(
@@ -123,7 +124,7 @@ class StatsExportController(Controller):
         media_type="text/csv",
         responses={
             HTTP_200_OK: csv_response("CSV with a header row: " + ", ".join(OVERVIEW_COLUMNS) + "; by clicks."),
-            **error_responses(401, 403, 422),
+            **error_responses(401, 403, 422, 503),
         },
     )
     async def overview(
