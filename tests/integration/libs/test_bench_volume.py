@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncpg
-
-
 from tests.conftest import MakeLink
+
 from linkpulse.bench.volume import check, seed_volume
 from linkpulse.dimensions import DIMENSIONS
 
@@ -49,8 +48,9 @@ async def test_seeded_rollups_agree_exactly_with_the_seeded_clicks(db: asyncpg.C
             if not d.located:
                 assert sum(c + b for _, _, c, b in seeded) == EVENTS
     # Distinct visitors per UTC day, humans and bots apart: the keys, and their counts.
+    keys = f"SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, is_bot, visitor {where}"
     assert await _rows(db, "SELECT day, is_bot, visitor FROM link_visitors_day WHERE link_id = $1", link_id) \
-        == await _rows(db, f"SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, is_bot, visitor {where}", link_id)  # fmt: skip
+        == await _rows(db, keys, link_id)  # fmt: skip
     assert await _rows(db, "SELECT day, visitors, bot_visitors FROM link_visitor_counts_day WHERE link_id = $1",
                        link_id) == await _rows(
         db, f"SELECT (ts AT TIME ZONE 'UTC')::date AS d, count(DISTINCT visitor) FILTER (WHERE NOT is_bot), "

@@ -256,7 +256,9 @@ class VolumeSeed:
     def consistent(self) -> bool:
         """Every total (clicks, totals, series, each always-filled dimension, visitor counts) agrees."""
         clicks = self.sums.get("clicks")
-        totals = [v for k, v in self.sums.items() if k not in {"clicks", "link_visitors_day", "link_visitor_counts_day"}]
+        totals = [
+            v for k, v in self.sums.items() if k not in {"clicks", "link_visitors_day", "link_visitor_counts_day"}
+        ]
         return (clicks == self.events and all(v == clicks for v in totals)
                 and self.sums.get("link_visitors_day") == self.sums.get("link_visitor_counts_day"))  # fmt: skip
 
@@ -319,8 +321,10 @@ async def seed_volume(
     try:
         # The planner's statistics, as autovacuum would have them for tables that grew gradually.
         at = time.monotonic()
-        await conn.execute("ANALYZE click_events, link_clicks_minute, link_clicks_hour, link_clicks_day, "
-                           "link_dimension_day, link_dimension_hour, link_visitors_day, link_visitor_counts_day")  # fmt: skip
+        await conn.execute(
+            "ANALYZE click_events, link_clicks_minute, link_clicks_hour, link_clicks_day, "
+            "link_dimension_day, link_dimension_hour, link_visitors_day, link_visitor_counts_day"
+        )
         analyzed = time.monotonic() - at
         at = time.monotonic()
         sums = await check(conn, link_id)

@@ -153,7 +153,9 @@ class StatsService:
             visitors, bot_visitors = sum(p.visitors for p in series), sum(p.bot_visitors for p in series)
         top: dict[str, list[Ranked]] = {name: [] for name in _DIMENSIONS.values()}
         for dimension, value, clicks in _TOP_ROWS.decode(row["top"]):
-            top[_DIMENSIONS[dimension]].append(Ranked(value=value, clicks=clicks))
+            # A dimension this build has no top list for (lang, backfilled by migration 0010) is left out, not a 500.
+            if (plural := _DIMENSIONS.get(dimension)) is not None:
+                top[plural].append(Ranked(value=value, clicks=clicks))
         return LinkStats(
             code=code,
             from_=window.start,
