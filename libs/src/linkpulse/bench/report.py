@@ -199,11 +199,13 @@ class BenchReport:
         for result in self.scenarios:
             lat = result.load.latency_ms
             verdict = "meets" if result.meets_target else "MISSES"
-            alone = f"{result.alone_ms:.1f} ms" if result.alone_ms is not None else "timed out"
+            alone = (
+                f"{result.alone_ms:.1f} ms (HTTP {result.alone_status})" if result.alone_ms is not None else "timed out"
+            )
             timeouts = result.load.errors.get("timeout", 0)
-            rows += [(f"stats: {result.scenario.name}",
+            rows += [(f"stats: {result.scenario.name}" + (f", round {result.round}" if len(self.scenarios) > 3 else ""),
                       f"{result.load.rps:,.1f} req/s, p50/p99 {lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f} ms, "
-                      f"{timeouts} timeouts, alone {alone}; "
+                      f"{timeouts} timeouts, {result.load.bad_status} >= 400, alone {alone}; "
                       f"{verdict} p99 <= {result.scenario.target_p99_ms:.0f} ms")]  # fmt: skip
         for service, peak in self.memory_mb.items():
             rows += [(f"peak RSS {service}", f"{peak['max']:.0f} MiB (all processes {peak['sum']:.0f} MiB)")]

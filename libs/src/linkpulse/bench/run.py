@@ -73,6 +73,8 @@ class BenchOptions:
     """How the stats mode stores its events: "pipeline" publishes them through NATS and ingest (a week of
     history, then the default window); "sql" writes them by SQL with bulk-built rollups (linkpulse.bench.volume,
     35 days) and measures the 30-day scenarios of linkpulse.bench.stats_scenarios."""
+    rounds: int = 1
+    """Times the stats mode's `--seed sql` scenarios are each measured, in alternation (medians: a noisy machine)."""
     ceiling: bool = True
     drain_timeout: float = 0.0
     """Seconds ingest may take, after the load, to store what was published before the run fails.
@@ -358,18 +360,20 @@ class _Run:
         if not asyncio.run(filter_honoured(self.info.admin_url, auth, code, first)):
             self.report.notes.append("the admin ignored the filter (no filter support in this build): the "
                                      "filtered scenarios ran unfiltered; re-run once it has filters")  # fmt: skip
-        for scenario in SCENARIOS:
-            query = query_for(scenario, end)
-            alone = asyncio.run(time_one(self.info.admin_url, auth, code, query))
-            _log(f"load: {scenario.name} ({self.options.duration:.0f} s; one request alone: "
-                 + (f"{alone:.1f} ms)" if alone is not None else f"over {TIMEOUT:.0f} s)"))  # fmt: skip
-            spec = self.spec(self.info.admin_url, codes, prefix="/api/v1/links/", suffix=f"/stats?{query}",
-                             zipf=0.0, auth=auth, connections=connections, timeout=TIMEOUT)  # fmt: skip
-            result = ScenarioResult(scenario, query, run_wrk(spec), alone)
-            self.report.scenarios.append(result)
-            self.report.check(f"no errors: {scenario.name}", result.load.bad_status == 0
-                              and result.load.socket_errors == 0, f"status >= 400: {result.load.bad_status}, "
-                              f"socket errors: {result.load.errors}")  # fmt: skip
+        # Rounds alternate the scenarios, so that a noisy minute on a shared machine touches each of them alike.
+        for round_ in range(1, self.options.rounds + 1):
+            for scenario in SCENARIOS:
+                query = query_for(scenario, end)
+                alone, status = asyncio.run(time_one(self.info.admin_url, auth, code, query))
+                took = f"{alone:.1f} ms, HTTP {status}" if alone is not None else f"over {TIMEOUT:.0f} s"
+                _log(f"load, round {round_}: {scenario.name} ({self.options.duration:.0f} s; one alone: {took})")
+                spec = self.spec(self.info.admin_url, codes, prefix="/api/v1/links/", suffix=f"/stats?{query}",
+                                 zipf=0.0, auth=auth, connections=connections, timeout=TIMEOUT)  # fmt: skip
+                result = ScenarioResult(scenario, query, run_wrk(spec), alone, status, round_)
+                self.report.scenarios.append(result)
+                self.report.check(f"no errors: {scenario.name}, round {round_}", result.load.bad_status == 0
+                                  and result.load.socket_errors == 0, f"status >= 400: {result.load.bad_status}, "
+                                  f"socket errors: {result.load.errors}")  # fmt: skip
         self.memory("admin")
 
 

@@ -74,6 +74,8 @@ def add_parser(sub: Any) -> None:
                             "default window); 'sql' writes them by SQL with bulk-built rollups (35 days, default "
                             "100000000 events) and measures the 30-day scenarios against the issue's targets "
                             "(default pipeline)")  # fmt: skip
+    bench.add_argument("--rounds", type=_positive(int), default=1,
+                       help="stats --seed sql: runs of each scenario, in alternation (default 1)")  # fmt: skip
     bench.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                        help="skip the nginx fixed-302 ceiling")  # fmt: skip
     bench.add_argument("--drain-timeout", type=_positive(float), default=0.0,
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         redirect_workers=args.redirect_workers,
         events=args.events,
         seed=args.seed,
+        rounds=args.rounds,
         ceiling=args.ceiling,
         drain_timeout=args.drain_timeout,
     )
