@@ -38,14 +38,14 @@ SEEDS = ("pipeline", "sql")
 
 WEEK_MS = 7 * 86400 * 1000
 DEFAULT_EVENTS = {"ingest": 2_000_000, "stats": 10_000_000}
-VOLUME_EVENTS = 100_000_000
-"""The stats mode's default with `--seed sql`: the issue's 10^8 stored events for one link."""
 """Events pre-published when --events is not given, by mode.
 
 Ingest's: about four batches of `batch_bytes` (8 MB, some 32,000 clicks) for each of the 16 shards, so
 the rate is a sustained one. 500,000 was less than one batch a shard: each shard fetched its share and
 stored it in one transaction, three at a time, which timed a start-up, not a rate (docs/performance.md).
 """
+VOLUME_EVENTS = 100_000_000
+"""The stats mode's default with `--seed sql`: the issue's 10^8 stored events for one link."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +68,8 @@ class BenchOptions:
     workers, wrk and NATS fight over the cores.
     """
     events: int = 0
-    """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`)."""
+    """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`, or
+    `VOLUME_EVENTS` for the stats mode seeded by SQL)."""
     seed: str = "pipeline"
     """How the stats mode stores its events: "pipeline" publishes them through NATS and ingest (a week of
     history, then the default window); "sql" writes them by SQL with bulk-built rollups (linkpulse.bench.volume,
