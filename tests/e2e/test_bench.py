@@ -126,6 +126,35 @@ def test_stats_mode_seeds_one_link_and_measures_its_stats_endpoint(tmp_path: Pat
     assert any(note.startswith("seeding: ingest stored the last events") for note in report["notes"])
 
 
+@needs_wrk
+def test_stats_mode_seeded_by_sql_measures_the_30_day_scenarios_against_their_targets(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = bench("stats", "--seed", "sql", "--events", "20000", "--duration", "1", "--connections", "2",
+                   "--json", str(out), "--dir", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    seeding = report["seeding"]
+    assert seeding["events"] == seeding["sums"]["clicks"] == seeding["sums"]["link_clicks_day"] == 20000
+    assert seeding["consistent"] is True and seeding["database_bytes"] > seeding["table_bytes"]["click_events"] > 0
+    assert "rollups built in bulk" in seeding["method"] and report["stored"] is None  # nothing went through ingest
+    scenarios = report["stats_scenarios"]
+    assert [(s["name"], s["target_p99_ms"]) for s in scenarios] == [
+        ("30 days by day, country=DE", 50.0),
+        ("30 days by day, unique visitors, no filter", 100.0),
+        ("30 days by hour, country=DE", 50.0),
+    ]
+    for s in scenarios:
+        assert s["requests"] > 0 and s["status_400_plus"] == 0 and s["alone_status"] == 200
+        assert s["meets_target"] == (s["latency_ms"]["p99"] <= s["target_p99_ms"])
+    assert "country=DE" in scenarios[0]["query"] and "interval=hour" in scenarios[2]["query"]
+    assert "country=" not in scenarios[1]["query"]
+    assert "MISSES p99 <= 50 ms" in result.stdout or "meets p99 <= 50 ms" in result.stdout
+    # SQL seeding is the stats mode's alone; asked of another mode, nothing starts.
+    refused = bench("ingest", "--seed", "sql", "--dir", str(tmp_path / "other"))
+    assert refused.returncode == 2 and "only the stats mode seeds by SQL" in refused.stderr
+    assert not (tmp_path / "other" / "stack").exists()
+
+
 def test_sigterm_stops_the_runs_whole_stack(tmp_path: Path) -> None:
     """A `timeout` or a CI job ending the bench must not leave its servers and services running."""
     run = tmp_path / "run"

@@ -11,6 +11,8 @@ import psutil
 
 from linkpulse.bench.copy_ceiling import CopyCeiling
 from linkpulse.bench.counts import Published, Stored
+from linkpulse.bench.stats_scenarios import ScenarioResult
+from linkpulse.bench.volume import VolumeSeed
 from linkpulse.bench.wrk import WrkResult
 
 __all__ = ["BenchReport", "Check", "machine"]
@@ -55,6 +57,26 @@ def _copy(ceiling: CopyCeiling | None) -> dict[str, Any] | None:
     return {"rows": ceiling.rows, "seconds": round(ceiling.seconds, 3), "rows_per_s": round(ceiling.rows_per_s, 1)}
 
 
+def _seeding(seed: VolumeSeed | None) -> dict[str, Any] | None:
+    if seed is None:
+        return None
+    return {
+        "events": seed.events,
+        "days": seed.days,
+        "method": "sql, rollups built in bulk from the seeded clicks",
+        "seconds": round(seed.seconds, 1),
+        "seconds_per_10m_events": round(seed.seconds_per_10m, 1),
+        "analyze_seconds": round(seed.analyze_seconds, 1),
+        "check_seconds": round(seed.check_seconds, 1),
+        "sums": seed.sums,
+        "consistent": seed.consistent,
+        "table_bytes": seed.table_bytes,
+        "database_bytes": seed.database_bytes,
+        "bot_share": round(seed.bot_share, 4),
+        "visitors_per_click": round(seed.visitors_per_click, 4),
+    }
+
+
 @dataclass
 class BenchReport:
     """Everything one `linkpulse bench` run measured; `checks` are what it claims."""
@@ -72,6 +94,10 @@ class BenchReport:
     ingest_events_per_s: float | None = None
     copy_ceiling: CopyCeiling | None = None
     """The ingest mode's ceiling: the same rows COPYed straight into a scratch copy of click_events."""
+    seeding: VolumeSeed | None = None
+    """The stats mode's SQL seeding (`--seed sql`): its time, disk and sums."""
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    """The stats mode's 30-day scenarios (`--seed sql`), each with its target."""
     memory_mb: dict[str, dict[str, float]] = field(default_factory=dict)
     cached_links: list[int] | None = None
     """Links cached per redirect worker at the end (distinct values its /metrics showed)."""
@@ -115,6 +141,8 @@ class BenchReport:
             "ingest_events_per_s": round(self.ingest_events_per_s, 1) if self.ingest_events_per_s is not None else None,
             "copy_ceiling": _copy(self.copy_ceiling),
             "ingest_ratio_to_copy": round(self.ingest_ratio, 4) if self.ingest_ratio is not None else None,
+            "seeding": _seeding(self.seeding),
+            "stats_scenarios": [result.to_dict() for result in self.scenarios],
             "peak_memory_mb": self.memory_mb,
             "cached_links_per_worker": self.cached_links,
             "checks": [check.__dict__ for check in self.checks],
@@ -159,6 +187,26 @@ class BenchReport:
             rows += [("ingest lag at the end", f"{self.lag_s:.2f} s")]
         if self.backlog_at_end is not None:
             rows += [("ingest backlog at load end (messages)", f"{self.backlog_at_end:,}")]
+        if (seed := self.seeding) is not None:
+            rows += [
+                ("seeding by SQL (clicks / days)", f"{seed.events:,} / {seed.days}"),
+                ("seeding time, rollups included", f"{seed.seconds:,.0f} s ({seed.seconds_per_10m:,.0f} s per 10^7)"),
+                ("seeding ANALYZE / check", f"{seed.analyze_seconds:,.0f} s / {seed.check_seconds:,.0f} s"),
+                ("disk: click_events / database", f"{seed.table_bytes['click_events'] / 2**30:,.1f} GiB / "
+                                                  f"{seed.database_bytes / 2**30:,.1f} GiB"),
+                ("bots / visitors per click", f"{seed.bot_share:.3f} / {seed.visitors_per_click:.3f}"),
+            ]  # fmt: skip
+        for result in self.scenarios:
+            lat = result.load.latency_ms
+            verdict = "meets" if result.meets_target else "MISSES"
+            alone = (
+                f"{result.alone_ms:.1f} ms (HTTP {result.alone_status})" if result.alone_ms is not None else "timed out"
+            )
+            timeouts = result.load.errors.get("timeout", 0)
+            rows += [(f"stats: {result.scenario.name}" + (f", round {result.round}" if len(self.scenarios) > 3 else ""),
+                      f"{result.load.rps:,.1f} req/s, p50/p99 {lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f} ms, "
+                      f"{timeouts} timeouts, {result.load.bad_status} >= 400, alone {alone}; "
+                      f"{verdict} p99 <= {result.scenario.target_p99_ms:.0f} ms")]  # fmt: skip
         for service, peak in self.memory_mb.items():
             rows += [(f"peak RSS {service}", f"{peak['max']:.0f} MiB (all processes {peak['sum']:.0f} MiB)")]
         if self.cached_links:

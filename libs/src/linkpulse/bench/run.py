@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from linkpulse.bench.copy_ceiling import CHUNK_ROWS, copy_ceiling
@@ -24,6 +25,8 @@ from linkpulse.bench.memory import cached_links, peak_rss_mb
 from linkpulse.bench.nginx import find_nginx, nginx_ceiling, usable_cores
 from linkpulse.bench.report import BenchReport
 from linkpulse.bench.seed import create_links, publish_clicks, write_codes
+from linkpulse.bench.stats_scenarios import SCENARIOS, TIMEOUT, ScenarioResult, filter_honoured, query_for, time_one
+from linkpulse.bench.volume import seed_volume
 from linkpulse.bench.wrk import BenchError, LoadSpec, find_wrk, run_wrk
 from linkpulse.localstack.stack import Stack, StackInfo
 from linkpulse.settings import StreamsSettings, from_env
@@ -31,6 +34,7 @@ from linkpulse.settings import StreamsSettings, from_env
 __all__ = ["MODES", "BenchOptions", "run_bench"]
 
 MODES = ("redirect", "pipeline", "ingest", "stats")
+SEEDS = ("pipeline", "sql")
 
 WEEK_MS = 7 * 86400 * 1000
 DEFAULT_EVENTS = {"ingest": 2_000_000, "stats": 10_000_000}
@@ -40,6 +44,8 @@ Ingest's: about four batches of `batch_bytes` (8 MB, some 32,000 clicks) for eac
 the rate is a sustained one. 500,000 was less than one batch a shard: each shard fetched its share and
 stored it in one transaction, three at a time, which timed a start-up, not a rate (docs/performance.md).
 """
+VOLUME_EVENTS = 100_000_000
+"""The stats mode's default with `--seed sql`: the issue's 10^8 stored events for one link."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +68,14 @@ class BenchOptions:
     workers, wrk and NATS fight over the cores.
     """
     events: int = 0
-    """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`)."""
+    """Events pre-published in the ingest and stats modes (0: the mode's default, `DEFAULT_EVENTS`, or
+    `VOLUME_EVENTS` for the stats mode seeded by SQL)."""
+    seed: str = "pipeline"
+    """How the stats mode stores its events: "pipeline" publishes them through NATS and ingest (a week of
+    history, then the default window); "sql" writes them by SQL with bulk-built rollups (linkpulse.bench.volume,
+    35 days) and measures the 30-day scenarios of linkpulse.bench.stats_scenarios."""
+    rounds: int = 1
+    """Times the stats mode's `--seed sql` scenarios are each measured, in alternation (medians: a noisy machine)."""
     ceiling: bool = True
     drain_timeout: float = 0.0
     """Seconds ingest may take, after the load, to store what was published before the run fails.
@@ -73,7 +86,8 @@ class BenchOptions:
 
     def resolved(self) -> BenchOptions:
         """These options with the mode's default event count filled in, so the report shows what ran."""
-        return replace(self, events=self.events or DEFAULT_EVENTS.get(self.mode, 0))
+        default = VOLUME_EVENTS if self.mode == "stats" and self.seed == "sql" else DEFAULT_EVENTS.get(self.mode, 0)
+        return replace(self, events=self.events or default)
 
     def drain_seconds(self, events: int = 0) -> float:
         """The drain timeout for a run storing `events` pre-published events."""
@@ -305,6 +319,9 @@ class _Run:
     def stats(self) -> None:
         """Latency of GET /api/v1/links/{code}/stats for one link holding many events (a week of history)."""
         events = self.options.events
+        if self.options.seed == "sql":
+            self.stats_at_volume()
+            return
         self.start(("ingest", "admin"))
         codes = self.load_links(1)
         seq = asyncio.run(stream_last_seq(self.info.nats_url))
@@ -321,6 +338,44 @@ class _Run:
         self.report.load = run_wrk(spec)
         self.memory("admin", "ingest")
         self.check_load()
+
+    def stats_at_volume(self) -> None:
+        """The stats endpoint's 30-day scenarios on one link whose clicks and rollups were written by SQL."""
+        events = self.options.events
+        self.start(("admin",))  # no ingest: nothing is published, and the seeding wants both cores
+        codes = self.load_links(1)
+        code, link_id = self.links[0]
+        _log(f"seeding {events:,} events on one link by SQL, rollups built in bulk")
+        seed = asyncio.run(seed_volume(self.info.database_url, link_id, code, events, log=_log))
+        self.report.seeding = seed
+        self.report.check("seeded rollups agree with the seeded clicks", seed.consistent,
+                          ", ".join(f"{k} {v:,}" for k, v in seed.sums.items()))  # fmt: skip
+        self.report.notes.append(
+            f"seeding: {seed.events:,} clicks over {seed.days} days written by SQL with the rollups built in bulk "
+            "from them (as ingest's statement would add them), not through NATS and ingest: that would take "
+            "about 45 minutes per 10^8 at ingest's rate (docs/performance.md)")  # fmt: skip
+        auth = f"Bearer {self.info.admin_key}"
+        connections = min(self.options.connections, 16)
+        end = datetime.now(UTC)
+        first = query_for(SCENARIOS[0], end)
+        if not asyncio.run(filter_honoured(self.info.admin_url, auth, code, first)):
+            self.report.notes.append("the admin ignored the filter (no filter support in this build): the "
+                                     "filtered scenarios ran unfiltered; re-run once it has filters")  # fmt: skip
+        # Rounds alternate the scenarios, so that a noisy minute on a shared machine touches each of them alike.
+        for round_ in range(1, self.options.rounds + 1):
+            for scenario in SCENARIOS:
+                query = query_for(scenario, end)
+                alone, status = asyncio.run(time_one(self.info.admin_url, auth, code, query))
+                took = f"{alone:.1f} ms, HTTP {status}" if alone is not None else f"over {TIMEOUT:.0f} s"
+                _log(f"load, round {round_}: {scenario.name} ({self.options.duration:.0f} s; one alone: {took})")
+                spec = self.spec(self.info.admin_url, codes, prefix="/api/v1/links/", suffix=f"/stats?{query}",
+                                 zipf=0.0, auth=auth, connections=connections, timeout=TIMEOUT)  # fmt: skip
+                result = ScenarioResult(scenario, query, run_wrk(spec), alone, status, round_)
+                self.report.scenarios.append(result)
+                self.report.check(f"no errors: {scenario.name}, round {round_}", result.load.bad_status == 0
+                                  and result.load.socket_errors == 0, f"status >= 400: {result.load.bad_status}, "
+                                  f"socket errors: {result.load.errors}")  # fmt: skip
+        self.memory("admin")
 
 
 async def _drain_rate(
@@ -352,6 +407,8 @@ def run_bench(options: BenchOptions, root: Path, environ: Mapping[str, str] | No
     """
     if options.mode not in MODES:
         raise BenchError(f"unknown mode {options.mode!r}: one of {', '.join(MODES)}")
+    if options.seed not in SEEDS or (options.seed != "pipeline" and options.mode != "stats"):
+        raise BenchError(f"--seed {options.seed!r}: one of {', '.join(SEEDS)}, and only the stats mode seeds by SQL")
     if options.mode != "ingest":
         find_wrk()
     if options.ceiling and options.mode in {"redirect", "pipeline"}:

@@ -67,7 +67,15 @@ def add_parser(sub: Any) -> None:
                        help="redirect worker processes (default 1, as `linkpulse up` runs it; nginx's ceiling "
                             "always runs one worker per core)")  # fmt: skip
     bench.add_argument("--events", type=int, default=0,
-                       help="events pre-published: ingest (default 2000000), stats (default 10000000)")  # fmt: skip
+                       help="events pre-published: ingest (default 2000000), stats (default 10000000; with --seed sql, "
+                            "100000000 written by SQL)")  # fmt: skip
+    bench.add_argument("--seed", choices=("pipeline", "sql"), default="pipeline",
+                       help="stats mode: 'pipeline' publishes the events through NATS and ingest (a week, the "
+                            "default window); 'sql' writes them by SQL with bulk-built rollups (35 days, default "
+                            "100000000 events) and measures the 30-day scenarios against the issue's targets "
+                            "(default pipeline)")  # fmt: skip
+    bench.add_argument("--rounds", type=_positive(int), default=1,
+                       help="stats --seed sql: runs of each scenario, in alternation (default 1)")  # fmt: skip
     bench.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                        help="skip the nginx fixed-302 ceiling")  # fmt: skip
     bench.add_argument("--drain-timeout", type=_positive(float), default=0.0,
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         redirect_workers=args.redirect_workers,
         events=args.events,
+        seed=args.seed,
+        rounds=args.rounds,
         ceiling=args.ceiling,
         drain_timeout=args.drain_timeout,
     )
