@@ -384,4 +384,3 @@ async def test_times_at_the_ends_of_the_calendar_are_422(
     last_day = await client.get(STATS.format(code="edge"), params={"from": "9999-12-30", "to": "9999-12-31"})
     assert last_day.status_code == 200, last_day.text
     assert last_day.json()["to"] == "9999-12-31T00:00:00Z"
-
